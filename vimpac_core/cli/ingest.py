@@ -1,7 +1,148 @@
-"""`vimpac` commands of this group (being written; see the issue tracker)."""
+"""`vimpac ingest`, `vimpac inspect`, `vimpac rerun-failed`.
+
+ingest and rerun-failed call the Prefect flows of ``flows/ingest.py`` (imported lazily);
+inspect only reads Parquet/JSON from the output folder (no Prefect).
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections import Counter
+
+import pyarrow.parquet as pq
+
+from vimpac_core.config import DownloadConfig, IngestConfig
+from vimpac_core.shards.manifest import committed_shards, read_all_manifests
+from vimpac_core.shards.schema import SHARDS_DIR
+from vimpac_core.storage import get_fs, join, list_names
+
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="video list -> token shards (download, probe, FPS decode, tokenize)")
+    p.add_argument("inputs", help="video list: .csv, .jsonl, .parquet or mmaction2 .txt (any fsspec URL)")
+    p.add_argument("--out", required=True, help="output folder (fsspec URL): shards/, manifest/, classes.json")
+    p.add_argument("--tokenizer", required=True, help="dalle:PATH (encoder.pkl or converted folder) or vqvae:PATH")
+    p.add_argument("--root", help="folder relative uris resolve against (default: the list's folder)")
+    p.add_argument("--list-format", choices=["csv", "jsonl", "parquet", "txt"])
+    p.add_argument("--fps", type=float, default=2.0, help="target frames per second (FFmpeg fps filter)")
+    p.add_argument("--frame-size", type=int, default=128, help="crop size S (short side resized to S or 1.25 S)")
+    p.add_argument("--views", default="pretrain",
+                   help="pretrain | finetune | test | comma-separated view names like s160-top-flip")
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="no flipped views (SSV2-like data)")
+    p.add_argument("--device", default="cpu", help="tokenizer device (cpu, cuda, cuda:1)")
+    p.add_argument("--shard-size", type=int, default=64, help="videos per shard")
+    p.add_argument("--batch-size", type=int, default=64, help="frames per tokenizer batch")
+    p.add_argument("--decode-window", type=int, default=32, help="frames decoded at a time")
+    p.add_argument("--probe-timeout", type=float, default=60.0, help="seconds")
+    p.add_argument("--decode-timeout", type=float, default=300.0, help="seconds per video")
+    p.add_argument("--video-store", help="fsspec URL where fetched http(s) videos are kept")
+    p.add_argument("--max-bytes", type=int, default=2 * 1024**3, help="byte cap per video")
+    p.add_argument("--download-timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--download-retries", type=int, default=3, help="retries of transient download failures")
+    p.add_argument("--task-runner", choices=["threads", "dask"], default="threads")
+    p.add_argument("--max-workers", type=int, default=2, help="concurrent shard tasks / local Dask workers")
+    p.add_argument("--dask-address", help="scheduler address of an existing Dask cluster")
+    p.add_argument("--task-retries", type=int, default=2, help="Prefect retries of a shard (transient errors)")
+    p.set_defaults(func=cmd_ingest)
+
+
+def config_from_args(args: argparse.Namespace) -> IngestConfig:
+    """The IngestConfig that `vimpac ingest` flags describe."""
+    download = DownloadConfig(store=args.video_store, max_bytes=args.max_bytes,
+                              timeout_s=args.download_timeout, retries=args.download_retries)
+    return IngestConfig(
+        inputs=args.inputs, out=args.out, root=args.root, list_format=args.list_format, fps=args.fps,
+        frame_size=args.frame_size, views=args.views, flip=args.flip, tokenizer=args.tokenizer,
+        device=args.device, shard_size=args.shard_size, batch_size=args.batch_size,
+        decode_window=args.decode_window, probe_timeout_s=args.probe_timeout,
+        decode_timeout_s=args.decode_timeout, download=download, task_runner=args.task_runner,
+        max_workers=args.max_workers, dask_address=args.dask_address, task_retries=args.task_retries,
+    )
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flows.ingest import ShardTasksFailed, run_ingest
+
+    try:
+        summary = run_ingest(config_from_args(args))
+    except ShardTasksFailed as exc:
+        print(f"vimpac ingest: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 1 if summary["failed"] and not summary["ok"] else 0
+
+
+def cmd_rerun_failed(args: argparse.Namespace) -> int:
+    from flows.ingest import ShardTasksFailed, run_rerun_failed
+
+    try:
+        summary = run_rerun_failed(args.out, include_permanent=args.include_permanent)
+    except ShardTasksFailed as exc:
+        print(f"vimpac rerun-failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+def inspect_output(out: str) -> dict:
+    """What an ingest output folder holds: shards, rows, failures by class/type, tokenizer, fps."""
+    from vimpac_core.ingest import load_plan
+
+    plan = load_plan(out)
+    manifest = read_all_manifests(out).to_pylist()
+    rows = 0
+    for name in list_names(join(out, SHARDS_DIR), ".parquet"):
+        fs, path = get_fs(join(out, SHARDS_DIR, name))
+        with fs.open(path, "rb") as f:
+            rows += pq.ParquetFile(f).metadata.num_rows
+    failed = [m for m in manifest if m["status"] == "failed"]
+    return {
+        "out": out,
+        "tokenizer": plan.tokenizer_id,
+        "fps": plan.config.fps,
+        "frame_size": plan.config.frame_size,
+        "views": plan.config.views,
+        "classes": len(plan.classes),
+        "shards_planned": len(plan.shards),
+        "shards_committed": len(committed_shards(out)),
+        "videos": len(manifest),
+        "videos_ok": len(manifest) - len(failed),
+        "videos_failed": len(failed),
+        "rows": rows,
+        "failures": {f"{c}/{t}": n for (c, t), n in sorted(Counter((m["error_class"], m["error_type"]) for m in failed).items())},
+        "failed_videos": [{"video_id": m["video_id"], "error": f"{m['error_type']}: {m['error_message']}",
+                           "attempts": m["attempts"]} for m in failed],
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = inspect_output(args.out)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"{info['out']}\n  tokenizer  {info['tokenizer']}\n  fps {info['fps']}  frame_size {info['frame_size']}"
+          f"  views {info['views']}  classes {info['classes']}")
+    print(f"  shards     {info['shards_committed']}/{info['shards_planned']} committed, {info['rows']} rows")
+    print(f"  videos     {info['videos_ok']} ok, {info['videos_failed']} failed")
+    for key, n in info["failures"].items():
+        print(f"    {key:<40} {n}")
+    for v in info["failed_videos"][: args.limit]:
+        print(f"    - {v['video_id']} (attempts {v['attempts']}): {v['error'][:160]}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this group's commands to the `vimpac` parser."""
+    """Add ingest, inspect and rerun-failed to the `vimpac` parser."""
+    _add_ingest(sub)
+    p = sub.add_parser("inspect", help="summarise an ingest output folder (shards, rows, failures)")
+    p.add_argument("out", help="output folder of `vimpac ingest`")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--limit", type=int, default=20, help="failed videos to list")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("rerun-failed", help="re-extract only failed videos and never-committed shards")
+    p.add_argument("out", help="output folder of `vimpac ingest`")
+    p.add_argument("--include-permanent", action="store_true",
+                   help="retry permanent failures too (e.g. after installing a missing codec)")
+    p.set_defaults(func=cmd_rerun_failed)

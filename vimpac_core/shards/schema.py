@@ -5,6 +5,7 @@ An output folder (any fsspec URL) holds::
     <root>/shards/<shard_id>.parquet      token rows, one per (video, view); written whole or not at all
     <root>/manifest/<shard_id>.parquet    one row per video per extraction attempt; written after the shard
     <root>/classes.json                   {"classes": [name, ...]}: label name -> index is its position
+    <root>/ingest_plan.json               settings, tokenizer id and the videos of every shard
 
 Shard ids derive from the inputs (the video list and the settings), never from the work left.
 """
@@ -17,6 +18,7 @@ import pyarrow as pa
 SHARDS_DIR = "shards"
 MANIFEST_DIR = "manifest"
 CLASSES_FILE = "classes.json"
+PLAN_FILE = "ingest_plan.json"  # the ingest plan (settings + videos per shard), read by rerun-failed
 
 SHARD_SCHEMA = pa.schema(
     [

@@ -1,0 +1,126 @@
+"""Prefect tasks of the ingest stage: thin wrappers over ``vimpac_core.ingest``.
+
+Retries only for transient errors (``retry_condition_fn``); the shard tasks carry the ``gpu``
+tag (for concurrency limits on GPU pools) and persist their results with a cache key made of
+their inputs (shard videos, settings, tokenizer id = weights digest) and the task's source, so a
+brand-new flow run skips shards an earlier run finished. The tasks also check the manifest
+first, so a committed shard is skipped even when the cache is cold (or was cleared).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.filesystems import RemoteFileSystem
+from prefect.runtime import flow_run
+
+from vimpac_core.config import IngestConfig
+from vimpac_core.errors import TokenizerError
+from vimpac_core.ingest import (
+    IngestPlan,
+    ShardPlan,
+    committed_stats,
+    failed_video_ids,
+    get_tokenizer,
+    load_plan,
+    prepare_output,
+    process_shard,
+)
+from vimpac_core.shards.manifest import manifest_url
+from vimpac_core.storage import exists, is_local, join, local_path, read_bytes
+
+RESULTS_DIR = "_prefect_results"
+TRANSIENT_BUILTINS = (TimeoutError, ConnectionError)
+
+
+def only_transient(task, task_run, state) -> bool:
+    """retry_condition_fn: retry when the task raised a retriable error (never for bad input)."""
+    try:
+        state.result()
+    except Exception as exc:
+        return bool(getattr(exc, "retriable", False)) or isinstance(exc, TRANSIENT_BUILTINS)
+    return False
+
+
+def result_storage_for(out: str) -> Path | RemoteFileSystem:
+    """Persisted task results live under the output folder: removing it also clears the cache.
+
+    Local folders are given as a Path; a remote folder (s3://...) becomes a RemoteFileSystem
+    block saved on the Prefect server under a name derived from the URL (Prefect needs tasks'
+    remote result storage persisted server-side so that any worker can read it back).
+    """
+    url = join(out, RESULTS_DIR)
+    if is_local(url):
+        return local_path(url).resolve()
+    name = "vimpac-results-" + hashlib.sha256(url.encode()).hexdigest()[:16]
+    block = RemoteFileSystem(basepath=url)
+    block.save(name, overwrite=True)
+    return block
+
+
+def _check_tokenizer(config: IngestConfig, tokenizer_id: str):
+    tokenizer = get_tokenizer(config.tokenizer, config.device, config.batch_size)
+    if tokenizer.tokenizer_id != tokenizer_id:
+        raise TokenizerError(
+            f"{config.tokenizer} now has id {tokenizer.tokenizer_id[:24]}..., the plan of {config.out} was made "
+            f"with {tokenizer_id[:24]}...: its weights changed; ingest into a new --out"
+        )
+    return tokenizer
+
+
+@task(name="prepare-ingest", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=2,
+      retry_condition_fn=only_transient)
+def prepare_ingest(config: IngestConfig) -> IngestPlan:
+    """Load the tokenizer (its id names the shards), read the list, plan shards, write classes.json."""
+    tokenizer = get_tokenizer(config.tokenizer, config.device, config.batch_size)
+    return prepare_output(config, tokenizer.tokenizer_id)
+
+
+@task(name="load-ingest-plan", cache_policy=NO_CACHE, persist_result=False)
+def load_ingest_plan(out: str) -> IngestPlan:
+    return load_plan(out)
+
+
+@task(name="rerun-targets", cache_policy=NO_CACHE, persist_result=False)
+def rerun_targets(plan: IngestPlan, include_permanent: bool) -> list[tuple[ShardPlan, list[str] | None, str]]:
+    """(shard, video ids to retry or None for a whole never-committed shard, manifest digest) per shard to redo."""
+    targets = []
+    for shard in plan.shards:
+        ids = failed_video_ids(plan.config.out, shard, include_permanent=include_permanent)
+        if ids is not None and not ids:
+            continue
+        url = manifest_url(plan.config.out, shard.shard_id)
+        digest = hashlib.sha256(read_bytes(url)).hexdigest() if exists(url) else "absent"
+        targets.append((shard, None if ids is None else sorted(ids), digest))
+    return targets
+
+
+@task(name="tokenize-shard", tags=["gpu"], cache_policy=INPUTS + TASK_SOURCE, persist_result=True,
+      retries=2, retry_delay_seconds=[2, 10, 30], retry_condition_fn=only_transient)
+def tokenize_shard(shard: ShardPlan, config: IngestConfig, tokenizer_id: str) -> dict:
+    """Extract and commit one shard, unless its manifest says it is committed already.
+
+    ``tokenizer_id`` (kind + weights sha256) is an input so that new weights miss the cache.
+    """
+    done = committed_stats(config.out, shard.shard_id)
+    if done is not None:
+        return {**done, "skipped": True}
+    tokenizer = _check_tokenizer(config, tokenizer_id)
+    return {**process_shard(shard, config, tokenizer, run_id=str(flow_run.id)), "skipped": False}
+
+
+@task(name="retry-shard", tags=["gpu"], cache_policy=INPUTS + TASK_SOURCE, persist_result=True,
+      retries=2, retry_delay_seconds=[2, 10, 30], retry_condition_fn=only_transient)
+def retry_shard(shard: ShardPlan, config: IngestConfig, tokenizer_id: str, retry_ids: list[str] | None,
+                manifest_digest: str) -> dict:
+    """Re-extract the failed videos of a shard (all of it when never committed).
+
+    ``manifest_digest`` keys the cache on the manifest state this retry starts from: a finished
+    retry changes the manifest, so the same failures are never retried twice from one state.
+    """
+    tokenizer = _check_tokenizer(config, tokenizer_id)
+    ids = None if retry_ids is None else set(retry_ids)
+    return {**process_shard(shard, config, tokenizer, retry_ids=ids, run_id=str(flow_run.id)), "skipped": False}

@@ -1,0 +1,39 @@
+"""Atomic writes and listings on local folders, memory:// and s3 (moto)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vimpac_core.storage import atomic_write_bytes, exists, is_local, join, list_names, read_bytes
+
+
+def test_local_atomic_write_leaves_no_temp(tmp_path):
+    url = join(str(tmp_path), "sub", "a.parquet")
+    atomic_write_bytes(url, b"one")
+    atomic_write_bytes(url, b"two")
+    assert read_bytes(url) == b"two"
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.parquet"]
+    (tmp_path / "sub" / ".tmp-a.parquet.x").write_bytes(b"partial")  # a write killed midway
+    assert list_names(join(str(tmp_path), "sub"), ".parquet") == ["a.parquet"]
+    assert is_local(f"file://{tmp_path}") and not is_local("memory://x")
+
+
+def test_memory_and_s3_round_trip(s3_bucket):
+    for root in ("memory://vimpac-test", f"s3://{s3_bucket}/out"):
+        url = join(root, "manifest", "x.parquet")
+        assert not exists(url)
+        atomic_write_bytes(url, b"data")
+        assert exists(url) and read_bytes(url) == b"data"
+        assert list_names(join(root, "manifest"), ".parquet") == ["x.parquet"]
+    assert list_names("memory://vimpac-test/none") == []
+
+
+def test_failed_local_write_keeps_the_old_file(tmp_path):
+    url = str(tmp_path / "f.bin")
+    atomic_write_bytes(url, b"old")
+
+
+    with pytest.raises(TypeError):
+        atomic_write_bytes(url, object())  # type: ignore[arg-type]
+    assert read_bytes(url) == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]

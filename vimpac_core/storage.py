@@ -1,0 +1,108 @@
+"""fsspec helpers: URL -> filesystem, joins, atomic writes, listing.
+
+Every path of the project is an fsspec URL (a local path, ``file://``, ``s3://``, ``memory://``...).
+Atomic write: locally, write a hidden temporary file in the same folder then ``os.replace``;
+on object stores a single PUT is atomic, so the final key is written in one ``pipe`` call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import fsspec
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+TEMP_PREFIX = ".tmp-"
+
+
+def get_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``url`` -> (filesystem, path inside it)."""
+    return url_to_fs(url)
+
+
+def is_local(url: str) -> bool:
+    """True for local paths and ``file://`` URLs."""
+    fs, _ = get_fs(url)
+    return isinstance(fs, LocalFileSystem)
+
+
+def local_path(url: str) -> Path:
+    """The local path of a local URL (``file://x`` -> ``x``)."""
+    fs, path = get_fs(url)
+    if not isinstance(fs, LocalFileSystem):
+        raise ValueError(f"{url!r} is not a local path")
+    return Path(path)
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a URL with '/' (works for local paths and remote URLs)."""
+    out = url.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def atomic_write_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url`` so that readers see the whole file or nothing."""
+    fs, path = get_fs(url)
+    if isinstance(fs, LocalFileSystem):
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    fs.pipe_file(path, data)  # one PUT: atomic on object stores
+
+
+def atomic_put_file(local: str | Path, url: str) -> None:
+    """Copy a local file to ``url`` atomically (same rule as ``atomic_write_bytes``), streaming."""
+    fs, path = get_fs(url)
+    if isinstance(fs, LocalFileSystem):
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    fs.put_file(str(local), path)  # an object appears only once its (multipart) upload completes
+
+
+def read_bytes(url: str) -> bytes:
+    """The whole content of ``url``."""
+    fs, path = get_fs(url)
+    return fs.cat_file(path)
+
+
+def exists(url: str) -> bool:
+    fs, path = get_fs(url)
+    return fs.exists(path)
+
+
+def list_names(url: str, suffix: str = "") -> list[str]:
+    """Sorted file names (not paths) directly under folder ``url`` ending in ``suffix``.
+
+    Hidden temporary files of interrupted writes are never listed.
+    """
+    fs, path = get_fs(url)
+    if not fs.exists(path):
+        return []
+    fs.invalidate_cache(path)
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    return sorted(n for n in names if n.endswith(suffix) and not n.startswith("."))

@@ -1,0 +1,152 @@
+"""Tokenizer throughput on CPU (fp32): our DALL-E encoder against the `DALL-E` package's, and our
+VQ-VAE's encode.
+
+Both DALL-E encoders hold the same random weights and see the same uint8 frames; each side runs
+the whole path frames -> codes (the release's input transform, forward, argmax), the package
+under ``torch.no_grad`` as its own examples do, ours through ``DalleTokenizer.encode`` in both modes
+(default: oneDNN with prepacked weights; ``exact``: the package's ops and layout). Runs are
+interleaved (ours, package, ours, ...) so load from other processes hits both alike; figures are
+medians over repeats, and the codes must be identical. Where a CUDA device exists, also the share of codes that bf16
+autocast keeps equal to fp32.
+
+    python -m bench.bench_tokenizer [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import attr
+import numpy as np
+import torch
+
+from vimpac_core.tokenizers import VQVAE, VQVAEConfig, VQVAETokenizer
+from vimpac_core.tokenizers.dalle import DalleEncoder, frames_to_encoder_input
+from vimpac_core.tokenizers.dalle_io import DalleTokenizer
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def package_encode(encoder: torch.nn.Module, frames: np.ndarray) -> np.ndarray:
+    """The baseline: the release's transform then the package's encoder, argmax."""
+    from dall_e import map_pixels
+
+    with torch.no_grad():
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        x = (x - 0.5) / 0.5
+        x = x * 0.5 + 0.5
+        return encoder(map_pixels(x)).argmax(1).numpy()
+
+
+def frames_per_second(fn, n_frames: int) -> tuple[float, float]:
+    """(frames per wall-clock second, frames per CPU second of this process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return n_frames / (time.perf_counter() - wall), n_frames / (time.process_time() - cpu)
+
+
+def bench_dalle(n_hid: int, vocab: int, size: int, n_frames: int, repeats: int) -> dict:
+    from dall_e import Encoder
+
+    torch.manual_seed(0)
+    with attr.validators.disabled():
+        ref = Encoder(n_hid=n_hid, vocab_size=vocab, use_mixed_precision=False)
+    ours = DalleEncoder(n_hid=n_hid, vocab_size=vocab)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    ours.source_sha256 = "0" * 64
+    fast = DalleTokenizer(ours, batch_size=n_frames)  # oneDNN, prepacked weights
+    twin = DalleEncoder(n_hid=n_hid, vocab_size=vocab)
+    twin.load_state_dict(ref.state_dict(), strict=True)
+    twin.source_sha256 = "0" * 64
+    exact = DalleTokenizer(twin, batch_size=n_frames, exact=True)
+    frames = np.random.default_rng(0).integers(0, 256, (n_frames, size, size, 3), dtype=np.uint8)
+    runs = {"fast": lambda: fast.encode(frames), "exact": lambda: exact.encode(frames),
+            "package": lambda: package_encode(ref, frames)}
+    codes = {name: run() for name, run in runs.items()}  # also warms every path up
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            w, c = frames_per_second(run, n_frames)
+            wall[name].append(w)
+            cpu[name].append(c)
+    wmed = {name: statistics.median(v) for name, v in wall.items()}
+    cmed = {name: statistics.median(v) for name, v in cpu.items()}
+    return {"n_hid": n_hid, "vocab_size": vocab, "frame_size": size, "frames": n_frames, "repeats": repeats,
+            "codes_identical_fast": bool(np.array_equal(codes["fast"], codes["package"])),
+            "codes_identical_exact": bool(np.array_equal(codes["exact"], codes["package"])),
+            "frames_per_s": {k: round(v, 3) for k, v in wmed.items()},
+            "frames_per_cpu_s": {k: round(v, 3) for k, v in cmed.items()},
+            "speedup_fast": round(wmed["fast"] / wmed["package"], 3),
+            "speedup_exact": round(wmed["exact"] / wmed["package"], 3),
+            "speedup_fast_cpu_time": round(cmed["fast"] / cmed["package"], 3),
+            "speedup_exact_cpu_time": round(cmed["exact"] / cmed["package"], 3),
+            "per_repeat_speedup_fast": [round(a / b, 3) for a, b in zip(wall["fast"], wall["package"], strict=True)]}
+
+
+def bench_vqvae(size: int, n_frames: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    cfg = VQVAEConfig()  # the defaults `vimpac train-tokenizer` starts from, less the CLI's widths
+    tok = VQVAETokenizer(VQVAE(cfg), "0" * 64, batch_size=64)
+    frames = np.random.default_rng(1).integers(0, 256, (n_frames, size, size, 3), dtype=np.uint8)
+    tok.encode(frames[:2])
+    fps = [frames_per_second(lambda: tok.encode(frames), n_frames)[0] for _ in range(repeats)]
+    return {"config": {"codebook_size": cfg.codebook_size, "channels": list(cfg.channels),
+                       "embed_dim": cfg.embed_dim, "num_res_blocks": cfg.num_res_blocks},
+            "frame_size": size, "frames": n_frames, "frames_per_s": round(statistics.median(fps), 2)}
+
+
+def bf16_agreement(n_hid: int, vocab: int, size: int, n_frames: int) -> dict:
+    """On a GPU: share of codes equal between fp32 and bf16 autocast (same weights, frames)."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device on this machine"}
+    torch.manual_seed(0)
+    enc = DalleEncoder(n_hid=n_hid, vocab_size=vocab).cuda().eval()
+    frames = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (n_frames, size, size, 3), dtype=np.uint8))
+    x = frames_to_encoder_input(frames.cuda().permute(0, 3, 1, 2).float())
+    with torch.inference_mode():
+        fp32 = enc(x).argmax(1)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = enc(x).argmax(1)
+    return {"frames": n_frames, "frame_size": size, "agreement_pct": round(100 * float((fp32 == bf16).float().mean()), 3),
+            "device": torch.cuda.get_device_name()}
+
+
+def main(smoke: bool = False, threads: int = 1) -> dict:
+    """Figures as a dict; also written to bench/out/tokenizer[.smoke].json by the CLI.
+
+    One intra-op thread by default: on a shared box, per-core figures (and CPU-time ones) are the
+    ones that stay comparable between runs.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if smoke:
+            dalle = bench_dalle(n_hid=32, vocab=512, size=32, n_frames=2, repeats=3)
+            vqvae = bench_vqvae(size=64, n_frames=16, repeats=3)
+            bf16 = bf16_agreement(n_hid=32, vocab=512, size=64, n_frames=4)
+        else:
+            dalle = {f"{size}px": bench_dalle(n_hid=256, vocab=8192, size=size, n_frames=4, repeats=3)
+                     for size in (64, 128)}
+            vqvae = bench_vqvae(size=128, n_frames=128, repeats=5)
+            bf16 = bf16_agreement(n_hid=256, vocab=8192, size=128, n_frames=64)
+    finally:
+        torch.set_num_threads(previous)
+    return {"device": "cpu", "dtype": "fp32", "torch_threads": threads, "dalle_encoder": dalle, "vqvae_encode": vqvae,
+            "gpu_bf16_vs_fp32_codes": bf16}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="reduced width and frames (< 30 s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    args = parser.parse_args()
+    figures = main(smoke=args.smoke, threads=args.threads)
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = "tokenizer.smoke.json" if args.smoke else "tokenizer.json"
+    (OUT / name).write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))

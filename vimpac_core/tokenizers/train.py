@@ -1,0 +1,165 @@
+"""Training loop of our VQ-VAE tokenizer (library code: no Prefect here).
+
+Frames are uint8 [N, S, S, 3] already in memory (``frames.sample_frames``). Each step draws a
+random batch (with random horizontal flips), minimises MSE reconstruction + commitment loss with
+Adam, and updates the codebook by EMA inside the forward pass. Checkpoints are folders written
+next to their final place and renamed into it, so a crash never leaves half a checkpoint; they hold
+the model (weights + EMA buffers), the optimizer, the step and the RNG state, so a resumed run
+continues exactly where the interrupted one was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vimpac_core.errors import CheckpointError, ConfigError
+from vimpac_core.tokenizers.vqvae import VQVAE, VQVAEConfig
+
+log = logging.getLogger(__name__)
+CHECKPOINT_DIR = "checkpoint"
+TRAINER_STATE = "trainer.pt"
+TRAIN_CONFIG = "train_config.json"
+
+
+@dataclass
+class TrainConfig:
+    """steps: optimizer steps; batch_size: frames per step; lr: Adam learning rate;
+    checkpoint_every / log_every: in steps; hflip: random horizontal flips."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 50
+    hflip: bool = True
+    model: VQVAEConfig = field(default_factory=VQVAEConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = VQVAEConfig.from_dict(self.model)
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"TrainConfig.lr={self.lr}: must be > 0")
+
+
+def to_model_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1]."""
+    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
+    return x.mul_(2.0 / 255.0).sub_(1.0)
+
+
+def perplexity(codes: torch.Tensor, codebook_size: int) -> float:
+    """exp(entropy) of the code histogram: the effective number of codes in use."""
+    p = torch.bincount(codes.flatten(), minlength=codebook_size).float()
+    p = p[p > 0] / p.sum()
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def save_checkpoint(out_dir: Path, model: VQVAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> Path:
+    """Write ``out_dir/checkpoint`` atomically: build ``checkpoint.tmp``, then swap it in."""
+    final, tmp, old = out_dir / CHECKPOINT_DIR, out_dir / f"{CHECKPOINT_DIR}.tmp", out_dir / f"{CHECKPOINT_DIR}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save({"step": step, "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / TRAINER_STATE)
+    (tmp / TRAIN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(out_dir: Path) -> Path | None:
+    """The latest complete checkpoint folder (``checkpoint``, else ``checkpoint.old`` left by a crash
+    between the two renames), or None."""
+    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"):
+        if (out_dir / name / TRAINER_STATE).is_file():
+            return out_dir / name
+    return None
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig) -> tuple[VQVAE, dict]:
+    """(model, trainer state) from a checkpoint folder; the model config must equal ``cfg.model``."""
+    model = VQVAE.from_pretrained(path)
+    if model.config != cfg.model:
+        raise CheckpointError(f"{path} was trained with model config {model.config}, not {cfg.model}; "
+                              "use the same model flags to resume, or another --out")
+    try:
+        state = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{path / TRAINER_STATE} is unreadable ({exc}); delete {path} to start over") from exc
+    return model, state
+
+
+def train_vqvae(frames: np.ndarray, out_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = False,
+                log_fn: Callable[[str], None] | None = None, progress: bool = True) -> tuple[VQVAE, list[dict]]:
+    """Train (or resume training) a VQ-VAE on uint8 frames [N, S, S, 3]; checkpoints in ``out_dir``.
+
+    Returns:
+        (model in eval mode, history: one dict per logged step with step, loss, recon_loss,
+        commit_loss, perplexity, codebook_usage = share of codes used since the previous log).
+    """
+    emit = log_fn or log.info
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    found = find_checkpoint(out)
+    if found and not resume:
+        raise ConfigError(f"{out} already holds a checkpoint: pass resume=True (--resume) or use another folder")
+    data = torch.from_numpy(np.ascontiguousarray(frames))
+    if data.ndim != 4 or data.dtype != torch.uint8 or len(data) == 0:
+        raise ConfigError(f"training frames must be uint8 [N, S, S, 3] with N >= 1, got {tuple(data.shape)}")
+    if found:
+        model, state = load_checkpoint(found, cfg)
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        emit(f"resuming from {found} at step {start}")
+    else:
+        torch.manual_seed(cfg.seed)
+        model, state, start = VQVAE(cfg.model), None, 0
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+    history: list[dict] = []
+    window = torch.zeros(cfg.model.codebook_size, dtype=torch.long)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tokenizer", disable=not progress)
+    for step in bar:
+        batch = data[torch.randint(0, len(data), (cfg.batch_size,))]
+        if cfg.hflip:
+            flip = torch.rand(len(batch)) < 0.5
+            batch[flip] = batch[flip].flip(2)
+        outputs = model(to_model_input(batch))
+        opt.zero_grad(set_to_none=True)
+        outputs["loss"].backward()
+        opt.step()
+        window += torch.bincount(outputs["codes"].flatten(), minlength=cfg.model.codebook_size)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            record = {"step": done, **{k: outputs[k].item() for k in ("loss", "recon_loss", "commit_loss")},
+                      "perplexity": perplexity(outputs["codes"], cfg.model.codebook_size),
+                      "codebook_usage": float((window > 0).float().mean())}
+            history.append(record)
+            window.zero_()
+            bar.set_postfix(loss=f"{record['loss']:.4f}", ppl=f"{record['perplexity']:.1f}")
+            emit(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            if not math.isfinite(record["loss"]):
+                raise ConfigError(f"training diverged at step {done} (loss {record['loss']}); lower --lr")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save_checkpoint(out, model, opt, done, cfg)
+    bar.close()
+    return model.eval(), history

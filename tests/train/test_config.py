@@ -1,0 +1,80 @@
+"""PretrainConfig validation, presets, stage parsing and the CLI's flag parsing / early failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vimpac_core.cli import main
+from vimpac_core.cli.train import parse_flags
+from vimpac_core.errors import ConfigError
+from vimpac_core.train.config import PretrainConfig, parse_stages
+
+PRESETS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
+
+
+def test_flat_routes_model_fields_and_round_trips():
+    cfg = PretrainConfig.from_flat({"data": "d", "output": "o", "hid_dim": 256, "lr": 3e-4, "layers": 2})
+    assert cfg.model.hid_dim == 256 and cfg.model.layers == 2 and cfg.lr == 3e-4
+    assert PretrainConfig.from_flat(cfg.to_flat()) == cfg
+
+
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"lr": -1}, "lr"),
+        ({"lr_scheduler": "step"}, "lr_scheduler"),
+        ({"hid_dim": 100}, "hid_dim"),
+        ({"batch_size": 100, "bs_per_gpu": 32}, "batch_size"),
+        ({"batch_size": 64, "bs_per_gpu": 8, "gradient_accumulation": 3}, "gradient_accumulation"),
+        ({"amp": "bf16", "device": "cpu"}, "amp"),
+        ({"mask_blocks": 0}, "mask_blocks"),
+        ({"learning_rate": 1.0}, "learning_rate"),
+    ],
+)
+def test_bad_values_name_the_field(change, field):
+    with pytest.raises(ConfigError, match=field):
+        PretrainConfig.from_flat({"data": "d", "output": "o", **change})
+
+
+def test_accumulation_is_derived_from_the_global_batch():
+    cfg = PretrainConfig.from_flat({"data": "d", "output": "o", "batch_size": 1024, "bs_per_gpu": 32, "nproc_per_node": 8})
+    assert cfg.accumulation_steps() == 4
+    assert PretrainConfig.from_flat({"data": "d", "output": "o", "gradient_accumulation": 3}).accumulation_steps() == 3
+
+
+def test_presets_parse_and_follow_the_recipe():
+    small = parse_stages(PRESETS / "small.yaml")
+    assert len(small) == 1 and small[0].model.layers == 6 and small[0].model.hid_dim == 512
+    assert small[0].lr == 1e-3 and small[0].warm_up == 0.1 and small[0].epochs == 10
+    large1, large2 = parse_stages(PRESETS / "large.yaml", {"output": "/runs/x"})
+    assert (large1.model.layers, large1.model.hid_dim, large1.model.frame_size) == (24, 1024, 128)
+    assert (large2.model.frame_size, large2.epochs, large1.epochs, large1.schedule_epochs) == (256, 10, 90, 100)
+    assert large2.different_shape and large2.load_optimizer
+    assert large2.load == "/runs/x/stage1/checkpoints/final" and large2.output == "/runs/x/stage2"
+    assert large1.accumulation_steps() * large1.bs_per_gpu * large1.nproc_per_node == 1024
+    assert large2.accumulation_steps() * large2.bs_per_gpu * large2.nproc_per_node == 1024
+    alone = parse_stages(PRESETS / "large_frame256cont.yaml")
+    assert len(alone) == 1 and alone[0].load and alone[0].model.frame_size == 256
+    tiny1, tiny2 = parse_stages(PRESETS / "tiny.yaml")
+    assert tiny1.model.grid_size == 4 and tiny2.model.grid_size == 8 and tiny1.device == "cpu"
+
+
+def test_flag_parsing():
+    flags = parse_flags(["--hid-dim", "768", "--lr=3e-4", "--resume", "--views", "a,b", "--amp", "none"])
+    assert flags == {"hid_dim": 768, "lr": 3e-4, "resume": True, "views": ["a", "b"], "amp": "none"}
+    with pytest.raises(ConfigError, match="hid_dim"):
+        parse_flags(["--hidden-dim", "3"])
+
+
+def test_cli_fails_before_any_work_naming_the_field(tmp_path, capsys):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({"data": str(tmp_path / "nowhere"), "output": str(tmp_path / "out")}))
+    assert main(["pretrain", str(preset), "--warm-up", "2"]) == 2
+    assert "warm_up" in capsys.readouterr().err
+    assert main(["pretrain", str(preset), "--layout", "T,X"]) == 2
+    assert "layout" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["pretrain", str(preset), "--check"]) == 0

@@ -1,0 +1,69 @@
+"""Stage 2 continues stage 1: interpolated positions and Adam moments, schedule and counters carry on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.train.helpers import tiny_config, tiny_shards
+from vimpac_core.errors import CheckpointError
+from vimpac_core.model import interpolate_positional_embedding
+from vimpac_core.train.distributed import DistEnv
+from vimpac_core.train.pretrain import setup_run, train
+
+CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+HEIGHT = "backbone.positional_embedding.height_pos_embedding"
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    root = tmp_path_factory.mktemp("two-stage")
+    data32, data64 = tiny_shards(root / "d32", grid=4), tiny_shards(root / "d64", grid=8)
+    cfg = tiny_config(data32, str(root / "s1"), epochs=1, schedule_epochs=2, knn_data=data32, knn_k=3)
+    metrics = train(cfg, CPU)
+    return cfg, metrics, data64, root
+
+
+def test_stage1_writes_metrics_tensorboard_and_knn(stage1):
+    cfg, metrics, _, root = stage1
+    assert metrics["step"] == 8 and metrics["epoch"] == 1 and 0.0 <= metrics["knn_top1"] <= 1.0
+    assert json.loads((root / "s1" / "metrics.json").read_text())["checkpoint"].endswith("final")
+    events = list((root / "s1" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/mask_accuracy", "train/nce_loss", "train/lr", "train/grad_norm",
+            "train/clips_per_s", "knn/top1"} <= tags
+
+
+def test_stage2_resizes_weights_and_moments_and_continues_schedule(stage1):
+    cfg1, metrics, data64, root = stage1
+    final = root / "s1" / "checkpoints" / "final"
+    cfg2 = tiny_config(data64, str(root / "s2"), frame_size=64, epochs=1, load=str(final), different_shape=True)
+    run = setup_run(cfg2, CPU)
+    weights, moments = load_file(str(final / "model.safetensors")), load_file(str(final / "optimizer.safetensors"))
+    expected = interpolate_positional_embedding(weights[HEIGHT], (4,), (8,))
+    assert torch.allclose(run.model.state_dict()[HEIGHT], expected)
+    state = {n: p for g in run.optimizer.param_groups for n, p in zip(g["names"], g["params"], strict=True)}
+    adam = run.optimizer.state[state[HEIGHT]]
+    assert adam["exp_avg"].shape == (8, 128)
+    assert torch.allclose(adam["exp_avg"], interpolate_positional_embedding(moments[f"{HEIGHT}/exp_avg"], (4,), (8,)))
+    q = "backbone.transformer.resblocks.0.mlp.c_fc.weight"
+    assert torch.equal(run.optimizer.state[state[q]]["exp_avg_sq"], moments[f"{q}/exp_avg_sq"])
+    assert run.state.step == metrics["step"] == 8 and run.state.epoch == 1 and run.end_epoch == 2
+    assert run.schedule.total_steps == 16  # stage 1's schedule: 2 epochs of 8 steps, warm-up 1
+    out = train(cfg2, CPU)
+    assert out["step"] == 16 and out["epoch"] == 2 and out["lr"] == pytest.approx(1e-3 / 15)
+
+
+def test_shape_mismatch_without_different_shape_names_the_parameter(stage1):
+    _, _, data64, root = stage1
+    cfg = tiny_config(data64, str(root / "bad"), frame_size=64, load=str(root / "s1" / "checkpoints" / "final"))
+    with pytest.raises(CheckpointError, match="height_pos_embedding"):
+        setup_run(cfg, CPU)

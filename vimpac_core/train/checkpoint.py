@@ -1,0 +1,211 @@
+"""Training checkpoints: one folder each, written atomically, loaded without pickle.
+
+A checkpoint folder ``<output>/checkpoints/step_XXXXXXXX`` (and ``final``) holds::
+
+    config.json, model.safetensors   the model (VimpacForPreTraining.from_pretrained reads it)
+    optimizer.safetensors            Adam moments by parameter name: "<name>/exp_avg", "/exp_avg_sq", "/step"
+    rng.safetensors                  per rank: torch (and CUDA) generator states, numpy key array
+    trainer_state.json               epoch, data position, optimizer step, schedule, optimizer
+                                     hyper-parameters, the rest of every rank's RNG state, config
+
+Everything is written into a hidden temporary folder that is renamed into place last, and the
+``latest`` pointer file is replaced atomically after it, so a run killed at any instant leaves
+either the previous checkpoint or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from vimpac_core.errors import CheckpointError
+
+STATE_NAME, OPTIM_NAME, RNG_NAME, LATEST = "trainer_state.json", "optimizer.safetensors", "rng.safetensors", "latest"
+
+
+@dataclass
+class TrainerState:
+    """Where training stands. ``batch`` counts this rank's micro-batches consumed in ``epoch``."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    schedule: dict | None = None
+    metrics: dict | None = None
+
+
+def capture_rng() -> dict[str, Any]:
+    """This process's RNG states: torch CPU (and CUDA), numpy's global, python's ``random``."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_rest": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": _python_state_to_json(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of capture_rng."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    name, pos, has_gauss, gauss = state["numpy_rest"]
+    np.random.set_state((name, state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _python_state_to_json(state: tuple) -> list:
+    version, internal, gauss_next = state
+    return [version, list(internal), gauss_next]
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Optimizer state keyed "<param name>/<slot>" (groups must carry ``names``, see optim.py)."""
+    out = {}
+    for group in optimizer.param_groups:
+        for name, param in zip(group["names"], group["params"], strict=True):
+            for slot, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value):
+                    out[f"{name}/{slot}"] = value.detach().cpu().contiguous().reshape(value.shape)
+    return out
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Put saved slots back by parameter name; returns the names that got no saved state.
+
+    Shapes must match (resize moments first for another grid, see resize_state_dict)."""
+    fresh = []
+    for group in optimizer.param_groups:
+        for name, param in zip(group["names"], group["params"], strict=True):
+            slots = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.rsplit("/", 1)[0] == name}
+            if not slots:
+                fresh.append(name)
+                continue
+            for slot, value in slots.items():
+                if slot != "step" and value.shape != param.shape:
+                    raise CheckpointError(
+                        f"optimizer state {name}/{slot}: shape {tuple(value.shape)} != parameter shape "
+                        f"{tuple(param.shape)}; use different_shape to resize positional tables"
+                    )
+            optimizer.state[param] = {
+                slot: value.to(param.device) if slot != "step" else value.clone() for slot, value in slots.items()
+            }
+    return fresh
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainerState,
+    rng_per_rank: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically (call on rank 0 with every rank's capture_rng())."""
+    final = Path(folder)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        model.save_pretrained(tmp)  # first: it replaces the folder it is given
+        save_file(optimizer_tensors(optimizer), str(tmp / OPTIM_NAME))
+        rng_tensors, rng_json = {}, []
+        for rank, rng in enumerate(rng_per_rank):
+            for key in ("torch", "cuda", "numpy_keys"):
+                if key in rng:
+                    rng_tensors[f"rank{rank}/{key}"] = rng[key].contiguous()
+            rng_json.append({"numpy_rest": rng["numpy_rest"], "python": rng["python"]})
+        save_file(rng_tensors, str(tmp / RNG_NAME))
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        payload = {**state.__dict__, "optimizer_groups": groups, "rng": rng_json, **(extra or {})}
+        (tmp / STATE_NAME).write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _write_pointer(final.parent, final.name)
+    return final
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if torch.is_tensor(value):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in {STATE_NAME}")
+
+
+def _write_pointer(folder: Path, name: str) -> None:
+    tmp = folder / f".{LATEST}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(name + "\n")
+    os.replace(tmp, folder / LATEST)
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The folder named by ``<checkpoint_dir>/latest``, or None when no checkpoint was written."""
+    pointer = Path(checkpoint_dir) / LATEST
+    if not pointer.is_file():
+        return None
+    folder = Path(checkpoint_dir) / pointer.read_text().strip()
+    if not (folder / STATE_NAME).is_file():
+        raise CheckpointError(f"{pointer} names {folder.name!r}, which is not a complete checkpoint")
+    return folder
+
+
+def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` step_* folders (``final`` and ``latest``'s target stay)."""
+    folder = Path(checkpoint_dir)
+    latest = latest_checkpoint(folder)
+    steps = sorted(p for p in folder.glob("step_*") if p.is_dir())
+    for old in steps[:-keep] if keep else steps:
+        if latest is None or old.resolve() != latest.resolve():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What load_checkpoint returns: no live objects, only tensors and JSON values."""
+
+    folder: Path
+    state: TrainerState
+    optimizer: dict[str, torch.Tensor]
+    optimizer_groups: list[dict]
+    rng_per_rank: list[dict[str, Any]]
+    raw: dict[str, Any]
+
+
+def load_checkpoint(folder: str | Path) -> LoadedCheckpoint:
+    """Read a checkpoint's trainer state, optimizer tensors and RNG states (model: from_pretrained)."""
+    folder = Path(folder)
+    for name in (STATE_NAME, OPTIM_NAME, RNG_NAME):
+        if not (folder / name).is_file():
+            raise CheckpointError(f"{folder}: not a training checkpoint (missing {name}); pass a checkpoint folder")
+    raw = json.loads((folder / STATE_NAME).read_text())
+    state = TrainerState(**{k: raw.get(k) for k in TrainerState.__dataclass_fields__})
+    rng_tensors = load_file(str(folder / RNG_NAME))
+    rngs = []
+    for rank, rest in enumerate(raw.get("rng", [])):
+        rng = dict(rest)
+        for key in ("torch", "cuda", "numpy_keys"):
+            if f"rank{rank}/{key}" in rng_tensors:
+                rng[key] = rng_tensors[f"rank{rank}/{key}"]
+        rngs.append(rng)
+    return LoadedCheckpoint(folder, state, load_file(str(folder / OPTIM_NAME)), raw["optimizer_groups"], rngs, raw)

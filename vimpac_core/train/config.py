@@ -1,0 +1,171 @@
+"""PretrainConfig: one pre-training stage, with the original VIMPAC flag names.
+
+Presets (configs/pretrain/*.yaml) and the CLI are flat, like the original scripts
+(``--hid-dim 768 --lr 3e-4``): `PretrainConfig.from_flat` routes model fields (VimpacConfig's)
+into ``model`` and the rest to the trainer. Every check runs at construction, before any work,
+and a failure names the field (pydantic ValidationError, or ConfigError for cross-field checks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vimpac_core.errors import ConfigError
+from vimpac_core.model import VimpacConfig
+
+
+class PretrainConfig(BaseModel):
+    """One pre-training stage. Batch sizes count videos (each gives two clips)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: VimpacConfig = Field(default_factory=VimpacConfig)
+    # Data: an ingest output folder (any fsspec URL) and how to cut clips from it.
+    data: str
+    views: list[str] | None = None
+    split: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    frame_rate: int = Field(2, ge=1)
+    nce_relevance_range: int | None = Field(None, ge=0)
+    mask_blocks: int = 5
+    mask_rand_replace: bool = False
+    num_workers: int = Field(2, ge=0)
+    cache_row_groups: int = Field(4, ge=1)
+    # Optimisation (paper Table 4 defaults for the small analysis model).
+    lr: float = Field(1e-3, gt=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.98, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warm_up: float = Field(0.1, ge=0, le=1)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    epochs: int = Field(10, ge=1)
+    schedule_epochs: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    bs_per_gpu: int = Field(32, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    gradient_accumulation: int | None = Field(None, ge=1)
+    grad_clip: float = Field(1.0, ge=0)
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    seed: int = 9595
+    # Processes and devices: torchrun starts nproc_per_node ranks; device auto = cuda when present.
+    nproc_per_node: int = Field(1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Output, checkpoints, starting points.
+    output: str
+    save_every: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    resume: bool = False
+    load: str | None = None
+    load_optimizer: bool = True
+    different_shape: bool = False
+    # kNN monitor: top-1 of a k-NN classifier on CLS features of a labelled shard set.
+    knn_data: str | None = None
+    knn_every: int = Field(1, ge=1)
+    knn_k: int = Field(20, ge=1)
+    knn_views: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PretrainConfig:
+        if self.batch_size is not None and self.gradient_accumulation is not None:
+            self.accumulation_steps()  # both given: they must agree
+        elif self.batch_size is not None:
+            self.accumulation_steps()
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs and self.load is None:
+            raise ValueError(f"schedule_epochs ({self.schedule_epochs}) must be >= epochs ({self.epochs})")
+        if self.mask_blocks == 0:
+            raise ValueError("mask_blocks: 0 masks nothing; use > 0 blocks or < 0 for i.i.d. masking (-p*1000)")
+        if self.amp != "none" and self.device == "cpu":
+            raise ValueError(f"amp: {self.amp!r} needs a GPU; use amp 'none' with device 'cpu'")
+        return self
+
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step so one step sees ``batch_size`` videos over all ranks."""
+        per_step = self.bs_per_gpu * self.nproc_per_node
+        if self.batch_size is None:
+            return self.gradient_accumulation or 1
+        if self.batch_size % per_step:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of bs_per_gpu x nproc_per_node = "
+                f"{self.bs_per_gpu} x {self.nproc_per_node}; change batch_size or bs_per_gpu"
+            )
+        steps = self.batch_size // per_step
+        if self.gradient_accumulation is not None and self.gradient_accumulation != steps:
+            raise ValueError(
+                f"gradient_accumulation {self.gradient_accumulation} disagrees with batch_size "
+                f"{self.batch_size} / ({self.bs_per_gpu} x {self.nproc_per_node}) = {steps}; give one of them"
+            )
+        return steps
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return str(Path(self.output) / "checkpoints")
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> PretrainConfig:
+        """Build from flat keys (model fields mixed in); errors name the field (ConfigError)."""
+        values = dict(values)
+        model_keys = set(VimpacConfig.model_fields)
+        model = {k: values.pop(k) for k in list(values) if k in model_keys}
+        if isinstance(values.get("model"), dict):
+            model = {**values.pop("model"), **model}
+        try:
+            return cls(model=model, **values)
+        except ValidationError as err:
+            raise ConfigError(_describe(err)) from None
+
+    def to_flat(self) -> dict[str, Any]:
+        """The inverse of from_flat (JSON-able): what a preset file or the launcher passes on."""
+        out = self.model_dump(mode="json", exclude={"model"})
+        out.update(self.model.model_dump(mode="json"))
+        return out
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "value_error":  # a validator's message names its fields itself
+            lines.append(msg)
+        else:
+            field = ".".join(str(p) for p in e["loc"] if p != "model")
+            lines.append(f"{field}: {msg} (got {e.get('input')!r})")
+    return "invalid pre-training config: " + "; ".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A preset file as a flat dict; ConfigError names the file when it is not a mapping."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of flag: value")
+    return data
+
+
+def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> list[PretrainConfig]:
+    """The stages of a preset: the file is stage 1; its optional ``stage2`` key (a mapping, or the
+    name of a YAML file next to it) holds stage 2's changes over stage 1. ``overrides`` (CLI flags)
+    apply to every stage. With two stages, stage i writes to ``<output>/stage<i>`` and stage 2 loads
+    stage 1's final checkpoint (``output``/``load`` in the stage-2 file are ignored then)."""
+    flat = load_yaml(path)
+    stage2 = flat.pop("stage2", None)
+    flat.update(overrides or {})
+    if stage2 is None:
+        return [PretrainConfig.from_flat(flat)]
+    if isinstance(stage2, str):
+        stage2 = load_yaml(Path(path).parent / stage2)
+    if not isinstance(stage2, dict):
+        raise ConfigError(f"stage2 in {str(path)!r} must be a mapping or a YAML file name")
+    first = PretrainConfig.from_flat({**flat, "output": str(Path(flat.get("output", ".")) / "stage1")})
+    # stage 2 continues stage 1 of this run: its output and starting checkpoint are fixed here.
+    second_flat = {**flat, **stage2, **(overrides or {})}
+    second_flat.update(output=str(Path(flat.get("output", ".")) / "stage2"), load=str(Path(first.checkpoint_dir) / "final"))
+    second_flat.setdefault("different_shape", True)
+    return [first, PretrainConfig.from_flat(second_flat)]

@@ -1,0 +1,135 @@
+"""The VIMPAC backbone: token codes [B, T, H, W] -> (cls [B, D], hidden [B, T, H, W, D]).
+
+Module and parameter names follow the released checkpoint (``backbone.`` prefix there), so a
+released state_dict loads with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .attention import LN_EPS, AttentionBlock
+from .config import VimpacConfig
+from .pretrained import PreTrainedMixin, init_weights
+
+
+class PositionalEmbedding(nn.Module):
+    """The three positional variants of the release; tables are [positions, D]."""
+
+    def __init__(self, config: VimpacConfig) -> None:
+        super().__init__()
+        t, h, w = config.grid_shape
+        d = config.hid_dim
+        self.variant = config.pos_emb
+        if self.variant == "default":
+            self.pos_embedding = nn.Parameter(torch.zeros(1 + t * h * w, d))
+        else:
+            self.cls_pos_embedding = nn.Parameter(torch.zeros(1, d))
+            self.temporal_pos_embedding = nn.Parameter(torch.zeros(t, d))
+            if self.variant == "temporal_separation":
+                self.spatial_pos_embedding = nn.Parameter(torch.zeros(h * w, d))
+            else:
+                self.height_pos_embedding = nn.Parameter(torch.zeros(h, d))
+                self.width_pos_embedding = nn.Parameter(torch.zeros(w, d))
+
+    def forward(self, t: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (cls position [D], token positions [T, H, W, D])."""
+        if self.variant == "default":
+            return self.pos_embedding[0], self.pos_embedding[1:].reshape(t, h, w, -1)
+        temporal = self.temporal_pos_embedding[:, None, None, :]
+        if self.variant == "temporal_separation":
+            spatial = self.spatial_pos_embedding.reshape(1, h, w, -1)
+        else:
+            spatial = self.height_pos_embedding[None, :, None, :] + self.width_pos_embedding[None, None, :, :]
+        return self.cls_pos_embedding[0], temporal + spatial
+
+
+class MLP(nn.Module):
+    """Linear(D -> 4D or 2D), exact GELU, Linear(-> D), dropout (released names c_fc / c_proj)."""
+
+    def __init__(self, config: VimpacConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.hid_dim, config.mlp_dim)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(config.mlp_dim, config.hid_dim)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class ResidualBlock(nn.Module):
+    """The attention blocks of the layout in order, then the MLP (same weights for CLS and tokens)."""
+
+    def __init__(self, config: VimpacConfig) -> None:
+        super().__init__()
+        self.attention_blocks = nn.ModuleList(AttentionBlock(config, axes) for axes in config.blocks)
+        self.mlp = MLP(config)
+        self.ln = nn.LayerNorm(config.hid_dim, eps=LN_EPS)
+        self.pre_activation = config.pre_activation
+
+    def forward(
+        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cls [B, D], x [B, T, H, W, D], keep [B, T, H, W] -> same shapes."""
+        for block in self.attention_blocks:
+            cls, x = block(cls, x, keep)
+        if self.pre_activation:
+            return cls + self.mlp(self.ln(cls)), x + self.mlp(self.ln(x))
+        return self.ln(cls + self.mlp(cls)), self.ln(x + self.mlp(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: VimpacConfig) -> None:
+        super().__init__()
+        self.resblocks = nn.ModuleList(ResidualBlock(config) for _ in range(config.layers))
+        self.gradient_checkpointing = config.gradient_checkpointing
+
+    def forward(
+        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in self.resblocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                cls, x = checkpoint(block, cls, x, keep, use_reentrant=False)
+            else:
+                cls, x = block(cls, x, keep)
+        return cls, x
+
+
+class VimpacModel(PreTrainedMixin, nn.Module):
+    """The backbone: embedding, positions, ``layers`` residual blocks; see MODEL.md "Backbone"."""
+
+    def __init__(self, config: VimpacConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hid_dim
+        self.cls_param = nn.Parameter(torch.zeros(d))
+        self.embedding = nn.Embedding(config.num_embeddings, d)
+        self.positional_embedding = PositionalEmbedding(config)
+        if config.pre_activation:
+            self.ln_post = nn.LayerNorm(d, eps=LN_EPS)
+        else:
+            self.ln_pre = nn.LayerNorm(d, eps=LN_EPS)
+        self.drop = nn.Dropout(config.dropout)
+        self.transformer = Transformer(config)
+        self.apply(init_weights)
+
+    def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes [B, T, H, W] long -> (cls [B, D], hidden [B, T, H, W, D])."""
+        if codes.dim() != 4 or tuple(codes.shape[1:]) != self.config.grid_shape:
+            raise ValueError(
+                f"codes of shape {tuple(codes.shape)} do not fit the model: expected [B, "
+                f"{', '.join(map(str, self.config.grid_shape))}] (clip_len, frame_size // downsample x2)"
+            )
+        keep = codes != self.config.pad_id
+        pos_cls, pos = self.positional_embedding(*codes.shape[1:])
+        x = self.embedding(codes) + pos
+        cls = (self.cls_param + pos_cls).expand(codes.shape[0], -1)
+        if not self.config.pre_activation:
+            cls, x = self.ln_pre(cls), self.ln_pre(x)
+        cls, x = self.transformer(self.drop(cls), self.drop(x), keep)
+        if self.config.pre_activation:
+            cls, x = self.ln_post(cls), self.ln_post(x)
+        return cls, x

@@ -1,0 +1,230 @@
+"""The checkpoint format (config.json + model.safetensors), weight loading and positional resizing.
+
+One format for every model class: the folder holds the VimpacConfig, the class name, and the
+state_dict without the tied aliases of the decoder (they are restored from their sources).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vimpac_core.errors import CheckpointError
+
+from .config import VimpacConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+# alias -> source: the decoder of the mask-prediction head shares the embedding and its bias.
+TIED_KEYS = {"mlm_head.decoder.weight": "backbone.embedding.weight", "mlm_head.decoder.bias": "mlm_head.bias"}
+HEAD_PREFIXES = ("mlm_head.", "cls_head.", "cls_fc.")
+# Positional tables (key suffix) -> the grid axes they run along ("cls" rows are never resized).
+POSITION_AXES = {
+    "positional_embedding.temporal_pos_embedding": "T",
+    "positional_embedding.height_pos_embedding": "H",
+    "positional_embedding.width_pos_embedding": "W",
+    "positional_embedding.spatial_pos_embedding": "HW",
+    "positional_embedding.pos_embedding": "THW",  # default variant: row 0 is CLS
+}
+
+
+def init_weights(module: nn.Module) -> None:
+    """Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm 1/0; CLS and positions N(0, 0.02)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    for name, param in module.named_parameters(recurse=False):
+        if name == "cls_param" or name.endswith("pos_embedding"):
+            nn.init.normal_(param, std=0.02)
+
+
+def interpolate_positional_embedding(table: torch.Tensor, src: tuple[int, ...], dst: tuple[int, ...]) -> torch.Tensor:
+    """table [prod(src), D] laid out over axes of sizes ``src`` -> [prod(dst), D].
+
+    Linear (bi-/tri-linear for 2/3 axes) interpolation, align_corners=False, features as channels.
+    """
+    if tuple(src) == tuple(dst):
+        return table.clone()
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(src)]
+    grid = table.reshape(*src, -1).movedim(-1, 0)[None].float()
+    out = F.interpolate(grid, size=tuple(dst), mode=mode, align_corners=False)
+    return out[0].movedim(0, -1).reshape(math.prod(dst), -1).to(table.dtype)
+
+
+def _axis_sizes(config: VimpacConfig, axes: str) -> tuple[int, ...]:
+    t, h, w = config.grid_shape
+    return tuple({"T": t, "H": h, "W": w}[a] for a in axes)
+
+
+def resize_state_dict(
+    state_dict: dict[str, torch.Tensor], src: VimpacConfig, dst: VimpacConfig
+) -> dict[str, torch.Tensor]:
+    """Interpolate every positional table from src's grid (clip_len, grid) to dst's.
+
+    Works on weights and on any tensor shaped like them (Adam's exp_avg / exp_avg_sq). Keys are
+    matched by suffix, so a ``backbone.`` prefix (or none) is fine; other tensors are returned as is.
+    """
+    if src.pos_emb != dst.pos_emb:
+        raise CheckpointError(
+            f"pos_emb: cannot resize {src.pos_emb!r} positional tables into a {dst.pos_emb!r} model"
+        )
+    out = dict(state_dict)
+    for key, value in state_dict.items():
+        suffix = next((s for s in POSITION_AXES if key.endswith(s)), None)
+        if suffix is None:
+            continue
+        axes = POSITION_AXES[suffix]
+        old, new = _axis_sizes(src, axes), _axis_sizes(dst, axes)
+        if axes == "THW":
+            out[key] = torch.cat([value[:1], interpolate_positional_embedding(value[1:], old, new)])
+        else:
+            out[key] = interpolate_positional_embedding(value, old, new)
+    return out
+
+
+def resize_optimizer_state(
+    optimizer_state: dict[str, Any], param_names: list[str], src: VimpacConfig, dst: VimpacConfig
+) -> dict[str, Any]:
+    """Interpolate the per-parameter tensors (Adam's exp_avg / exp_avg_sq) of positional tables.
+
+    ``optimizer_state`` is ``optimizer.state_dict()``; ``param_names[i]`` names the parameter with
+    index i in its param_groups (the order given to the optimizer). Other entries are kept as is.
+    """
+    state = {}
+    for index, per_param in optimizer_state["state"].items():
+        name = param_names[int(index)]
+        state[index] = dict(per_param)
+        if not _is_position(name):
+            continue
+        for key, value in per_param.items():
+            if torch.is_tensor(value) and value.dim() == 2:
+                state[index][key] = resize_state_dict({name: value}, src, dst)[name]
+    return {**optimizer_state, "state": state}
+
+
+def _align_prefix(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map between a bare backbone (VimpacModel) and a task model holding it as ``backbone.``."""
+    want_prefix = any(k.startswith("backbone.") for k in target)
+    has_prefix = any(k.startswith("backbone.") for k in state)
+    if want_prefix and not has_prefix:
+        return {f"backbone.{k}": v for k, v in state.items()}
+    if has_prefix and not want_prefix:
+        return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    return state
+
+
+def _is_position(key: str) -> bool:
+    return any(key.endswith(s) for s in POSITION_AXES)
+
+
+def load_pretrained_weights(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], *, src_config: VimpacConfig, different_shape: bool
+) -> None:
+    """Load ``state_dict`` (saved from a model of ``src_config``) into ``model``.
+
+    Strict about keys, except heads: a checkpoint's heads the model lacks are dropped, heads the
+    checkpoint lacks keep their fresh initialisation (both logged). Positional tables of another
+    shape are interpolated when ``different_shape``, else CheckpointError names the parameter and
+    both shapes. An embedding with more rows (another vocabulary) keeps its first rows.
+    """
+    target = model.state_dict()
+    state = _align_prefix({k: v for k, v in state_dict.items() if k not in TIED_KEYS}, target)
+    if different_shape:
+        state = resize_state_dict(state, src_config, model.config)
+    dropped = sorted(k for k in state if k not in target and k.startswith(HEAD_PREFIXES))
+    unexpected = sorted(k for k in state if k not in target and k not in dropped)
+    missing = sorted(k for k in target if k not in state and k not in TIED_KEYS)
+    new_heads = [k for k in missing if k.startswith(HEAD_PREFIXES)]
+    missing = [k for k in missing if k not in new_heads]
+    if unexpected or missing:
+        raise CheckpointError(
+            f"checkpoint does not fit {type(model).__name__}: unexpected keys {unexpected[:8]}, "
+            f"missing keys {missing[:8]}; check that it was saved from the same layout/pos_emb/layers"
+        )
+    for key in list(state):
+        if key in dropped:
+            del state[key]
+            continue
+        have, want = tuple(state[key].shape), tuple(target[key].shape)
+        if have == want:
+            continue
+        if key.endswith(("embedding.weight", "mlm_head.bias")) and have[0] > want[0] and have[1:] == want[1:]:
+            state[key] = state[key][: want[0]]  # another vocabulary: keep the first rows
+            continue
+        hint = " (pass different_shape=True to interpolate)" if _is_position(key) else ""
+        raise CheckpointError(f"parameter {key}: checkpoint shape {have} != model shape {want}{hint}")
+    if dropped:
+        log.info("checkpoint heads not used by %s: %s", type(model).__name__, ", ".join(dropped))
+    if new_heads:
+        log.info("newly initialised (not in checkpoint): %s", ", ".join(new_heads))
+    model.load_state_dict(state, strict=False)
+
+
+def _atomic_replace_dir(tmp: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_pretrained(path: str | Path) -> tuple[VimpacConfig, str, dict[str, torch.Tensor]]:
+    """-> (config, architecture class name, state_dict) of a saved folder; no pickle involved."""
+    path = Path(path)
+    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{path}: not a saved model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    raw: dict[str, Any] = json.loads((path / CONFIG_NAME).read_text())
+    architecture = raw.pop("architecture", "")
+    return VimpacConfig(**raw), architecture, load_file(str(path / WEIGHTS_NAME))
+
+
+class PreTrainedMixin:
+    """``save_pretrained(dir)`` / ``from_pretrained(dir)`` for the model classes (needs ``self.config``)."""
+
+    config: VimpacConfig
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write config.json + model.safetensors to ``path`` atomically (temp dir, then rename)."""
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k not in TIED_KEYS}
+            save_file(state, str(tmp / WEIGHTS_NAME))
+            meta = {"architecture": type(self).__name__, **self.config.model_dump()}
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+            _atomic_replace_dir(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, config: VimpacConfig | None = None, *, different_shape: bool = False
+    ) -> nn.Module:
+        """Build this class from a saved folder; ``config`` overrides the saved one (e.g. num_labels,
+        frame_size with ``different_shape=True``). Heads of another task are dropped / freshly made."""
+        saved_config, _, state = read_pretrained(path)
+        model = cls(config or saved_config)
+        load_pretrained_weights(model, state, src_config=saved_config, different_shape=different_shape)
+        return model

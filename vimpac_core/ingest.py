@@ -28,7 +28,7 @@ from vimpac_core.config import IngestConfig
 from vimpac_core.download import stage_video
 from vimpac_core.errors import ConfigError, VideoError, VimpacError
 from vimpac_core.inputs import VideoEntry, read_video_list
-from vimpac_core.shards.manifest import ManifestRow, read_manifest, write_manifest
+from vimpac_core.shards.manifest import ManifestRow, latest_attempts, read_manifest, write_manifest
 from vimpac_core.shards.schema import CLASSES_FILE, PLAN_FILE
 from vimpac_core.shards.writer import TokenRow, read_shard, write_shard
 from vimpac_core.storage import atomic_write_bytes, exists, join, read_bytes
@@ -105,6 +105,7 @@ def failed_video_ids(out: str, shard: ShardPlan, *, include_permanent: bool = Fa
     rows = read_manifest(out, shard.shard_id)
     if rows is None:
         return None
+    rows = latest_attempts(rows)
     wanted = {"retriable", "permanent"} if include_permanent else {"retriable"}
     return {r.video_id for r in rows if r.status == "failed" and r.error_class in wanted}
 
@@ -259,13 +260,13 @@ def _video_outcome(shard_id: str, res: _VideoResult, attempts: int, view_names: 
                              rows=len(rows), num_frames=len(res.timestamps), **common)
 
 
-def _committed(out: str, shard_id: str) -> tuple[dict[str, ManifestRow], dict[str, list[dict]]] | None:
-    """(manifest row, shard records) per video of a committed shard; None when not committed."""
+def _committed(out: str, shard_id: str) -> tuple[list[ManifestRow], dict[str, list[dict]]] | None:
+    """(every manifest row, shard records per video) of a committed shard; None when not committed."""
     manifest = read_manifest(out, shard_id)
     table = read_shard(out, shard_id)
     if not manifest or table is None:
         return None
-    return {r.video_id: r for r in manifest}, _group_by_video(table.to_pylist())
+    return manifest, _group_by_video(table.to_pylist())
 
 
 def process_shard(shard: ShardPlan, config: IngestConfig, tokenizer, *, retry_ids: set[str] | None = None,
@@ -275,7 +276,8 @@ def process_shard(shard: ShardPlan, config: IngestConfig, tokenizer, *, retry_id
     Args:
         retry_ids: None: extract every video (a fresh shard). A set: the shard is committed;
             re-extract only these videos, keep the other rows, rewrite shard and manifest whole
-            (no duplicate rows, nothing lost; ``attempts`` of retried videos counts up). A shard
+            (no duplicate token rows, nothing lost; each retried video gets a new manifest row
+            with ``attempts`` one higher, its earlier rows stay as history). A shard
             that never committed is extracted whole whatever ``retry_ids`` says.
     Returns:
         {"shard_id", "videos", "ok", "failed", "rows", "frames", "seconds", "retried"}.
@@ -285,25 +287,25 @@ def process_shard(shard: ShardPlan, config: IngestConfig, tokenizer, *, retry_id
     start = time.perf_counter()
     view_names = [v.name for v in view_set(config.views, config.frame_size, flip=config.flip)]
     committed = _committed(config.out, shard.shard_id) if retry_ids is not None else None
-    old_manifest, old_rows = committed or ({}, {})
+    history, old_rows = committed or ([], {})
+    previous = {r.video_id: r for r in latest_attempts(history)}
     todo = [e for e in shard.entries if committed is None or e.video_id in retry_ids]
     results = {r.entry.video_id: r for r in extract_videos(todo, config, tokenizer, desc=shard.shard_id)}
     token_rows: list = []
-    manifest: list[ManifestRow] = []
+    manifest: list[ManifestRow] = list(history)  # earlier attempts stay as history
     for entry in shard.entries:  # list order, so a rerun writes rows where a clean run would
         res = results.get(entry.video_id)
-        if res is None:  # not retried: keep its committed rows and manifest row as they are
+        if res is None:  # not retried: keep its committed rows as they are
             token_rows.extend(old_rows.get(entry.video_id, []))
-            manifest.append(old_manifest[entry.video_id])
             continue
-        previous = old_manifest.get(entry.video_id)
-        rows, row = _video_outcome(shard.shard_id, res, previous.attempts + 1 if previous else 1, view_names,
+        before = previous.get(entry.video_id)
+        rows, row = _video_outcome(shard.shard_id, res, before.attempts + 1 if before else 1, view_names,
                                    config, tokenizer.tokenizer_id, run_id)
         token_rows.extend(rows)
         manifest.append(row)
     write_shard(config.out, shard.shard_id, token_rows)
     write_manifest(config.out, shard.shard_id, manifest)
-    return shard_stats(shard.shard_id, manifest, time.perf_counter() - start, retried=len(todo))
+    return shard_stats(shard.shard_id, latest_attempts(manifest), time.perf_counter() - start, retried=len(todo))
 
 
 def _group_by_video(records: list[dict]) -> dict[str, list[dict]]:
@@ -331,4 +333,4 @@ def shard_stats(shard_id: str, manifest: list[ManifestRow], seconds: float, *, r
 def committed_stats(out: str, shard_id: str) -> dict | None:
     """Stats of an already committed shard (None when its manifest is absent)."""
     rows = read_manifest(out, shard_id)
-    return None if rows is None else shard_stats(shard_id, rows, 0.0, retried=0)
+    return None if rows is None else shard_stats(shard_id, latest_attempts(rows), 0.0, retried=0)

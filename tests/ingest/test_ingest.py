@@ -105,8 +105,9 @@ def test_retry_ids_reprocess_only_failed_videos_without_duplicates(tmp_path, cli
     after = read_shard(cfg.out, shard.shard_id).to_pylist()
     assert [r["video_id"] for r in after] == ["clip0", "clip1", "clip2"]  # list order, no duplicates
     assert [r for r in after if r["video_id"] != "clip1"] == before
-    attempts = {r.video_id: r.attempts for r in read_manifest(cfg.out, shard.shard_id)}
-    assert attempts == {"clip0": 1, "clip1": 2, "clip2": 1}
+    history = [(r.video_id, r.attempts, r.status) for r in read_manifest(cfg.out, shard.shard_id)]
+    # one manifest row per video per attempt: the failed first attempt stays as history
+    assert history == [("clip0", 1, "ok"), ("clip1", 1, "failed"), ("clip2", 1, "ok"), ("clip1", 2, "ok")]
     assert failed_video_ids(cfg.out, shard) == set()
 
 

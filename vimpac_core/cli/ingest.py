@@ -14,7 +14,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 from vimpac_core.config import DownloadConfig, IngestConfig
-from vimpac_core.shards.manifest import committed_shards, read_all_manifests
+from vimpac_core.shards.manifest import ManifestRow, committed_shards, latest_attempts, read_all_manifests
 from vimpac_core.shards.schema import SHARDS_DIR
 from vimpac_core.storage import get_fs, join, list_names
 
@@ -91,7 +91,9 @@ def inspect_output(out: str) -> dict:
     from vimpac_core.ingest import load_plan
 
     plan = load_plan(out)
-    manifest = read_all_manifests(out).to_pylist()
+    history = read_all_manifests(out).to_pylist()
+    # A video's state is its latest attempt; earlier rows are history.
+    manifest = [vars(r) for r in latest_attempts([ManifestRow(**m) for m in history])]
     rows = 0
     for name in list_names(join(out, SHARDS_DIR), ".parquet"):
         fs, path = get_fs(join(out, SHARDS_DIR, name))
@@ -108,6 +110,7 @@ def inspect_output(out: str) -> dict:
         "shards_planned": len(plan.shards),
         "shards_committed": len(committed_shards(out)),
         "videos": len(manifest),
+        "attempts": len(history),
         "videos_ok": len(manifest) - len(failed),
         "videos_failed": len(failed),
         "rows": rows,

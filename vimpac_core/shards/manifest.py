@@ -1,8 +1,9 @@
-"""Manifests: one Parquet file per shard, one row per video (its latest extraction attempt).
+"""Manifests: one Parquet file per shard, one row per video per extraction attempt.
 
 The manifest is written after its shard commits and is what "done" means: a shard is
-committed when its manifest exists. ``attempts`` counts how many times the video was extracted;
-a rerun replaces the rows of the videos it retried, so there is never more than one row per video.
+committed when its manifest exists. ``attempts`` numbers a video's attempts (1, 2, ...); a rerun
+appends a row for each video it retried and keeps the earlier rows as history, so a video's
+state is its latest row (``latest_attempts``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ class ManifestRow:
         )
 
 
+def latest_attempts(rows: Sequence[ManifestRow]) -> list[ManifestRow]:
+    """The latest attempt of each video (highest ``attempts``), in order of first appearance."""
+    latest: dict[str, ManifestRow] = {}
+    for row in rows:
+        current = latest.get(row.video_id)
+        if current is None or row.attempts >= current.attempts:
+            latest[row.video_id] = row
+    return list(latest.values())
+
+
 def manifest_url(out: str, shard_id: str) -> str:
     return join(out, MANIFEST_DIR, f"{shard_id}.parquet")
 
@@ -87,7 +98,7 @@ def committed_shards(out: str) -> list[str]:
 
 
 def read_all_manifests(out: str) -> pa.Table:
-    """Every manifest row of an output folder as one table (empty table when none)."""
+    """Every manifest row (every attempt) of an output folder as one table (empty table when none)."""
     tables = []
     for shard_id in committed_shards(out):
         fs, path = get_fs(manifest_url(out, shard_id))

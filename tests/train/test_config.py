@@ -69,6 +69,17 @@ def test_flag_parsing():
         parse_flags(["--hidden-dim", "3"])
 
 
+def test_stage2_flags_change_stage2_only():
+    flags = parse_flags(["--data", "s3://b/t128", "--stage2.data", "s3://b/t256", "--stage2-epochs", "3"])
+    assert flags == {"data": "s3://b/t128", "stage2.data": "s3://b/t256", "stage2.epochs": 3}
+    one, two = parse_stages(PRESETS / "large.yaml", flags)
+    assert (one.data, two.data, one.epochs, two.epochs) == ("s3://b/t128", "s3://b/t256", 90, 3)
+    with pytest.raises(ConfigError, match="stage2.data.*no stage 2"):
+        parse_stages(PRESETS / "small.yaml", {"stage2.data": "x"})
+    with pytest.raises(ConfigError, match="no such config field"):
+        parse_flags(["--stage2.timeout", "3"])
+
+
 def test_cli_fails_before_any_work_naming_the_field(tmp_path, capsys):
     preset = tmp_path / "p.yaml"
     preset.write_text(yaml.safe_dump({"data": str(tmp_path / "nowhere"), "output": str(tmp_path / "out")}))

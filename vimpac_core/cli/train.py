@@ -2,7 +2,8 @@
 
 Flags are PretrainConfig / VimpacConfig field names with dashes, as in the original scripts
 (``--hid-dim 768 --lr 3e-4 --nproc-per-node 8``); values are parsed as YAML scalars
-(``--resume true``, ``--views a,b``); a flag with no value means true. Two flags belong to the
+(``--resume true``, ``--views a,b``); a flag with no value means true. Flags apply to every
+stage; ``--stage2.FIELD value`` changes stage 2 only (e.g. ``--stage2.data s3://b/tokens256``). Two flags belong to the
 command, not the config: ``--timeout S`` (seconds per stage) and ``--check`` (validate and print
 the stages, run nothing). Every stage is validated before anything runs; a bad value fails with
 a message naming the field. The flow is imported only after that (vimpac_core never imports Prefect).
@@ -47,7 +48,8 @@ def _list_fields() -> set[str]:
 
 
 def parse_flags(tokens: list[str]) -> dict[str, Any]:
-    """['--hid-dim', '768', '--resume'] -> {'hid_dim': 768, 'resume': True}; unknown names fail."""
+    """['--hid-dim', '768', '--resume', '--stage2.data', 'x'] -> {'hid_dim': 768, 'resume': True,
+    'stage2.data': 'x'}; unknown names fail."""
     known = set(PretrainConfig.model_fields) | set(VimpacConfig.model_fields) | set(COMMAND_FLAGS)
     known.discard("model")
     lists = _list_fields()
@@ -59,7 +61,11 @@ def parse_flags(tokens: list[str]) -> dict[str, Any]:
             raise ConfigError(f"unexpected argument {token!r}: flags look like --field-name value")
         name, _, inline = token[2:].partition("=")
         name = name.replace("-", "_")
-        if name not in known:
+        # --stage2.<field> (or --stage2-<field>) changes stage 2 only, e.g. its frame-256 data.
+        stage2 = name.startswith(("stage2.", "stage2_"))
+        if stage2:
+            name = name[len("stage2."):]
+        if name not in known or (stage2 and name in COMMAND_FLAGS):
             close = difflib.get_close_matches(name, sorted(known), n=3)
             raise ConfigError(f"{name}: no such config field" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         if inline:
@@ -73,7 +79,7 @@ def parse_flags(tokens: list[str]) -> dict[str, Any]:
             value = _number(value)
         if name in lists and isinstance(value, str):
             value = [v for v in value.split(",") if v]
-        out[name] = value
+        out[f"stage2.{name}" if stage2 else name] = value
     return out
 
 

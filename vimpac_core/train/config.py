@@ -152,12 +152,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> list[PretrainConfig]:
     """The stages of a preset: the file is stage 1; its optional ``stage2`` key (a mapping, or the
     name of a YAML file next to it) holds stage 2's changes over stage 1. ``overrides`` (CLI flags)
-    apply to every stage. With two stages, stage i writes to ``<output>/stage<i>`` and stage 2 loads
-    stage 1's final checkpoint (``output``/``load`` in the stage-2 file are ignored then)."""
+    apply to every stage, except keys ``stage2.<field>``, which apply to stage 2 only (e.g. the
+    frame-256 shards of ``stage2.data``). With two stages, stage i writes to ``<output>/stage<i>`` and
+    stage 2 loads stage 1's final checkpoint (``output``/``load`` in the stage-2 file are ignored then)."""
     flat = load_yaml(path)
     stage2 = flat.pop("stage2", None)
-    flat.update(overrides or {})
+    overrides = dict(overrides or {})
+    stage2_only = {k[len("stage2."):]: overrides.pop(k) for k in list(overrides) if k.startswith("stage2.")}
+    flat.update(overrides)
     if stage2 is None:
+        if stage2_only:
+            raise ConfigError(f"stage2.{next(iter(stage2_only))}: the preset {str(path)!r} has no stage 2")
         return [PretrainConfig.from_flat(flat)]
     if isinstance(stage2, str):
         stage2 = load_yaml(Path(path).parent / stage2)
@@ -165,7 +170,7 @@ def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> l
         raise ConfigError(f"stage2 in {str(path)!r} must be a mapping or a YAML file name")
     first = PretrainConfig.from_flat({**flat, "output": str(Path(flat.get("output", ".")) / "stage1")})
     # stage 2 continues stage 1 of this run: its output and starting checkpoint are fixed here.
-    second_flat = {**flat, **stage2, **(overrides or {})}
+    second_flat = {**flat, **stage2, **overrides, **stage2_only}
     second_flat.update(output=str(Path(flat.get("output", ".")) / "stage2"), load=str(Path(first.checkpoint_dir) / "final"))
     second_flat.setdefault("different_shape", True)
     return [first, PretrainConfig.from_flat(second_flat)]

@@ -124,6 +124,8 @@ class _VideoResult:
     timestamps: np.ndarray | None = None
     codes: dict[str, list[np.ndarray]] = field(default_factory=dict)
     error: BaseException | None = None
+    video_sha256: str | None = None
+    video_bytes: int | None = None
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("download_s", "probe_s", "decode_s", "encode_s"), 0.0))
 
 
@@ -133,6 +135,7 @@ def _decode_video(entry: VideoEntry, config: IngestConfig, views, res: _VideoRes
 
     staged = stage_video(entry.uri, entry.video_id, config.download)
     res.timings["download_s"] = staged.download_s
+    res.video_sha256, res.video_bytes = staged.sha256, staged.num_bytes
     t = time.perf_counter()
     try:
         try:
@@ -252,7 +255,8 @@ def _video_outcome(shard_id: str, res: _VideoResult, attempts: int, view_names: 
             _check_complete(res, view_names)
         except VimpacError as exc:
             res.error = exc
-    common = dict(attempts=attempts, run_id=run_id, **{k: float(v) for k, v in res.timings.items()})
+    common = dict(attempts=attempts, run_id=run_id, video_sha256=res.video_sha256, video_bytes=res.video_bytes,
+                  **{k: float(v) for k, v in res.timings.items()})
     if res.error is not None:
         return [], ManifestRow.failure(shard_id, entry.video_id, entry.uri, res.error, **common)
     rows = _rows_of(res, view_names, config, tokenizer_id)

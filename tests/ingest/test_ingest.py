@@ -86,6 +86,11 @@ def test_real_sample_clips_rows_follow_fps_selection(tmp_path, sample_videos, ti
             assert (rec["grid_h"], rec["grid_w"]) == (4, 4)
             np.testing.assert_allclose(rec["timestamps"], expected_times)
             assert rec["tokenizer"].startswith("vqvae:") and rec["label"] == names.index(name) ^ 1
+    import hashlib
+
+    for row in read_manifest(cfg.out, stats["shard_id"]):  # the fetched bytes are recorded
+        data = sample_videos[row.video_id].read_bytes()
+        assert (row.video_sha256, row.video_bytes) == (hashlib.sha256(data).hexdigest(), len(data))
 
 
 def test_retry_ids_reprocess_only_failed_videos_without_duplicates(tmp_path, clips, tiny_tokenizer, http_server):

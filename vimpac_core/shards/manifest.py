@@ -31,6 +31,8 @@ class ManifestRow:
     attempts: int = 1
     rows: int = 0
     num_frames: int | None = None
+    video_sha256: str | None = None  # of the video's bytes, as fetched (None when it could not be read)
+    video_bytes: int | None = None
     error_class: str | None = None
     error_type: str | None = None
     error_message: str | None = None

@@ -50,6 +50,8 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("num_frames", pa.int32()),
         pa.field("rows", pa.int32(), nullable=False),
+        pa.field("video_sha256", pa.string()),
+        pa.field("video_bytes", pa.int64()),
         pa.field("download_s", pa.float32()),
         pa.field("probe_s", pa.float32()),
         pa.field("decode_s", pa.float32()),

@@ -19,6 +19,6 @@ def train_tokenizer_flow(video_list: str, out_dir: str, train: TrainConfig | Non
                          root: str | None = None) -> dict:
     """Train our VQ-VAE tokenizer on frames of ``video_list``; returns the evaluation metrics."""
     cfg = train or TrainConfig()
-    train_frames, held_out = sample_frames_task(video_list, frame_size, fps, frames_per_video, root)
-    history = train_task(train_frames, out_dir, cfg, resume)
-    return report_task(out_dir, train_frames, held_out, history)
+    frames_path = sample_frames_task(video_list, frame_size, fps, frames_per_video, out_dir, root)
+    history = train_task(frames_path, out_dir, cfg, resume)
+    return report_task(out_dir, frames_path, history)

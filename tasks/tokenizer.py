@@ -1,10 +1,14 @@
 """Prefect tasks of the train-tokenizer stage: thin wrappers over ``vimpac_core.tokenizers``.
 
 Frame sampling retries on transient errors only; training, when retried, resumes from its last
-checkpoint instead of starting over. Results stay in memory (frames are large and cheap to redo).
+checkpoint instead of starting over. Tasks exchange paths, not arrays: the sampled frames are
+written once to ``OUT/frames.npz`` (plain arrays, loaded without pickle) and read by the next tasks,
+wherever they run.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from prefect import get_run_logger, task
@@ -22,8 +26,9 @@ from vimpac_core.tokenizers.train import TrainConfig, train_vqvae
 @task(name="sample-frames", retries=2, retry_delay_seconds=2, retry_condition_fn=only_transient,
       cache_policy=NO_CACHE, persist_result=False)
 def sample_frames_task(video_list: str, frame_size: int, fps: float, frames_per_video: int,
-                       root: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Video list -> (train frames uint8 [N1, S, S, 3], held-out frames uint8 [N2, S, S, 3])."""
+                       out_dir: str, root: str | None = None) -> str:
+    """Video list -> path of ``OUT/frames.npz`` holding ``train`` uint8 [N1, S, S, 3] and
+    ``held_out`` uint8 [N2, S, S, 3]."""
     logger = get_run_logger()
     entries, _ = read_video_list(video_list, root=root)
     frames, owners = sample_frames(entries, frame_size, fps, frames_per_video,
@@ -31,24 +36,40 @@ def sample_frames_task(video_list: str, frame_size: int, fps: float, frames_per_
     train, held_out = split_held_out(frames, owners)
     logger.info("%d frames from %d videos: %d to train, %d held out", len(frames), len(set(owners.tolist())),
                 len(train), len(held_out))
-    return train, held_out
+    path = Path(out_dir) / FRAMES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, train=train, held_out=held_out)
+    tmp.replace(path)
+    return str(path)
+
+
+FRAMES_FILE = "frames.npz"
+
+
+def load_frames(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held_out) frames written by ``sample_frames_task``."""
+    with np.load(path, allow_pickle=False) as data:
+        return data["train"], data["held_out"]
 
 
 @task(name="train-vqvae", retries=1, cache_policy=NO_CACHE, persist_result=False)
-def train_task(train_frames: np.ndarray, out_dir: str, cfg: TrainConfig, resume: bool) -> list[dict]:
+def train_task(frames_path: str, out_dir: str, cfg: TrainConfig, resume: bool) -> list[dict]:
     """Train (resuming on a retry) and return the logged history."""
     logger = get_run_logger()
+    train_frames, _ = load_frames(frames_path)
     again = (task_run.run_count or 1) > 1
     _, history = train_vqvae(train_frames, out_dir, cfg, resume=resume or again, log_fn=logger.info)
     return history
 
 
 @task(name="report-tokenizer", cache_policy=NO_CACHE, persist_result=False)
-def report_task(out_dir: str, train_frames: np.ndarray, held_out: np.ndarray, history: list[dict]) -> dict:
+def report_task(out_dir: str, frames_path: str, history: list[dict]) -> dict:
     """Export OUT/tokenizer, evaluate on held-out frames, publish metrics as artifacts."""
     from vimpac_core.tokenizers.train import CHECKPOINT_DIR
     from vimpac_core.tokenizers.vqvae import VQVAE
 
+    train_frames, held_out = load_frames(frames_path)
     model = VQVAE.from_pretrained(f"{out_dir}/{CHECKPOINT_DIR}")
     metrics = export_and_report(model, out_dir, train_frames, held_out, history)
     create_table_artifact(table=history or [{"step": 0}], description="train-tokenizer: loss / perplexity / codebook usage")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
@@ -40,6 +41,8 @@ def test_train_tokenizer_cli_runs_the_flow_and_resumes(prefect_server, sample_vi
     assert first["final_train"]["step"] == 200
     assert first["psnr_gain_db"] >= 3.0 and first["codebook_usage"] >= 0.5, first
     assert (out / "reconstructions.png").is_file() and (out / "checkpoint" / "trainer.pt").is_file()
+    with np.load(out / "frames.npz", allow_pickle=False) as frames:  # tasks hand over a path, not arrays
+        assert frames["train"].shape[1:] == (32, 32, 3) and len(frames["held_out"]) == first["held_out_frames"]
     tok = load_tokenizer(f"vqvae:{out / 'tokenizer'}")
     assert tok.tokenizer_id == first["tokenizer_id"]
 

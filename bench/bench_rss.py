@@ -2,7 +2,7 @@
 
 Each measurement runs in a fresh Python process that probes the clip, selects frames at 2 fps and
 decodes the s128 center view (window 32), consuming the windows as ingest does. Reported: peak
-RSS (ru_maxrss) of that process and of its decoder worker, in MiB, and long / short ratios.
+RSS (VmHWM) of that process and of its decoder worker, in MiB, and long / short ratios.
 Memory bounded by the window means the ratio stays near 1.
 
     python -m bench.bench_rss [--smoke]
@@ -24,9 +24,16 @@ OUT = Path(__file__).resolve().parent / "out"
 FPS = 2.0
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
-from vimpac_core.video import ViewSpec, decode_views, probe, shutdown_workers
+from vimpac_core.video import ViewSpec, decode_views, live_worker_pids, probe, shutdown_workers
+
+def hwm_mib(pid="self"):
+    # VmHWM: peak resident set of that process's own address space. (ru_maxrss is not used: on
+    # Linux it survives fork + exec, so a child would report its parent's peak.)
+    with open(f"/proc/{{pid}}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
 path, size = sys.argv[1], int(sys.argv[2])
 start = time.perf_counter()
 info = probe(path)
@@ -37,11 +44,10 @@ for window in decode_views(path, indices, [view], window=32, timeout_s=None):
     frames += len(window[view.name])
     checksum += int(window[view.name][:, ::16, ::16].sum())
 seconds = time.perf_counter() - start
-shutdown_workers()  # reaps the worker, so RUSAGE_CHILDREN covers it
-kib = 1024
-print(json.dumps({{"frames": frames, "seconds": seconds,
-    "main_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
-    "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib}}))
+workers = [hwm_mib(pid) for pid in live_worker_pids()]
+shutdown_workers()
+print(json.dumps({{"frames": frames, "seconds": seconds, "main_peak_mib": hwm_mib(),
+    "worker_peak_mib": max(workers) if workers else None}}))
 """
 
 

@@ -17,11 +17,10 @@ import re
 from collections import Counter
 from typing import Any
 
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from vimpac_core.errors import ConfigError
-from vimpac_core.storage import get_fs
+from vimpac_core.storage import get_fs, read_parquet
 
 LIST_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -63,8 +62,7 @@ def _resolve(uri: str, root: str) -> str:
 def _read_records(url: str, fmt: str) -> list[dict[str, Any]]:
     fs, path = get_fs(url)
     if fmt == "parquet":
-        with fs.open(path, "rb") as f:
-            return pq.read_table(f).to_pylist()
+        return read_parquet(url).to_pylist()
     with fs.open(path, "rb") as f:
         text = f.read().decode("utf-8")
     if fmt == "csv":

@@ -106,3 +106,21 @@ def list_names(url: str, suffix: str = "") -> list[str]:
     fs.invalidate_cache(path)
     names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
     return sorted(n for n in names if n.endswith(suffix) and not n.startswith("."))
+
+
+def read_parquet(url: str, schema=None):
+    """A whole Parquet file at ``url`` (any fsspec URL) as a ``pyarrow.Table``, cast to ``schema``.
+
+    The bytes are read on the calling thread and copied into Arrow-owned memory before Arrow
+    parses them, so Arrow's I/O threads never hold a Python object. Handed a Python file object,
+    ``pq.read_table`` reads ahead on those threads, and one that drops the last reference to a
+    Python buffer while the interpreter exits is ended by CPython inside a C++ destructor: the
+    process aborts with "terminate called without an active exception". For small files
+    (manifests, video lists); shards are read per row group by ``vimpac_core.shards.reader``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    sink.write(read_bytes(url))
+    return pq.read_table(pa.BufferReader(sink.getvalue()), schema=schema)

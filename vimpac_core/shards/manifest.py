@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vimpac_core.shards.schema import MANIFEST_DIR, MANIFEST_SCHEMA
-from vimpac_core.storage import atomic_write_bytes, get_fs, join, list_names
+from vimpac_core.storage import atomic_write_bytes, get_fs, join, list_names, read_parquet
 
 
 @dataclass
@@ -89,8 +89,7 @@ def read_manifest(out: str, shard_id: str) -> list[ManifestRow] | None:
     fs, path = get_fs(manifest_url(out, shard_id))
     if not fs.exists(path):
         return None
-    with fs.open(path, "rb") as f:
-        table = pq.read_table(f, schema=MANIFEST_SCHEMA)
+    table = read_parquet(manifest_url(out, shard_id), schema=MANIFEST_SCHEMA)
     return [ManifestRow(**rec) for rec in table.to_pylist()]
 
 
@@ -103,7 +102,5 @@ def read_all_manifests(out: str) -> pa.Table:
     """Every manifest row (every attempt) of an output folder as one table (empty table when none)."""
     tables = []
     for shard_id in committed_shards(out):
-        fs, path = get_fs(manifest_url(out, shard_id))
-        with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f, schema=MANIFEST_SCHEMA))
+        tables.append(read_parquet(manifest_url(out, shard_id), schema=MANIFEST_SCHEMA))
     return pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vimpac_core.shards.schema import SHARD_SCHEMA, SHARDS_DIR
-from vimpac_core.storage import atomic_write_bytes, get_fs, join
+from vimpac_core.storage import atomic_write_bytes, get_fs, join, read_parquet
 
 
 @dataclass
@@ -84,5 +84,4 @@ def read_shard(out: str, shard_id: str) -> pa.Table | None:
     fs, path = get_fs(shard_url(out, shard_id))
     if not fs.exists(path):
         return None
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, schema=SHARD_SCHEMA)
+    return read_parquet(shard_url(out, shard_id), schema=SHARD_SCHEMA)

@@ -8,6 +8,14 @@ Rotation: decord 0.6 honours the display matrix inconsistently (180 degrees is a
 give a squashed picture at an explicit size, or a wrongly sized buffer without one), so a rotated
 video is first remuxed (packets copied, no re-encode) into a scratch file whose display matrix is
 cleared; decord decodes that, and the frames are turned upright with ``np.rot90``.
+
+Padded rows: decord 0.6 hands out a frame without copying when its row stride is a multiple of
+32 bytes, assuming rows of exactly ``3 * width`` bytes. For some target widths (16, 24, 48, 72 px
+among 16..259) FFmpeg's scaler pads rows to such a stride, and ``get_batch`` fails with
+"from_size == to_size" (e.g. 96x64 at short side 32: rows of 48 px = 144 bytes padded to 192).
+Then that size is decoded at the next multiple of 64 px wide (rows of 192k bytes, never padded)
+and the frames are resampled to the exact width with ``resize_width``; other widths keep the
+single resize in decord.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from vimpac_core.errors import VideoError
-from vimpac_core.video.geometry import ViewSpec, resized_size
+from vimpac_core.video.geometry import ViewSpec, resize_width, resized_size
 from vimpac_core.video.probe import display_rotation, first_frame, open_video
 
 
@@ -63,12 +71,58 @@ def _unrotated_copy(path: str, scratch_dir: str) -> str:
     return target
 
 
+_PADDED_ROWS = "DECORDArrayCopyFromTo"  # decord's message when a frame's rows are padded
+_SAFE_WIDTH_STEP = 64  # pixels; 3 * 64 k bytes per row is already aligned, so never padded
+
+
+def _open_reader(path: str, height: int, width: int):
+    import decord
+
+    try:
+        return decord.VideoReader(path, width=width, height=height, num_threads=1)
+    except decord.DECORDError as e:
+        raise VideoError(
+            f"{path}: decord cannot open the video ({str(e).splitlines()[-1][:200]}); corrupt or truncated file"
+        ) from e
+
+
+class _SizedReader:
+    """Frames at exactly ``height`` x ``width`` (coded orientation), resized by decord.
+
+    Falls back to decoding ``_SAFE_WIDTH_STEP``-aligned widths plus ``resize_width`` when decord
+    cannot hand out this width (see the module docstring).
+    """
+
+    def __init__(self, path: str, height: int, width: int) -> None:
+        self.path, self.height, self.width = path, height, width
+        self.decode_width = width
+        self.reader = _open_reader(path, height, width)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def get_batch(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 [len(indices), height, width, 3] for sorted distinct ``indices``."""
+        import decord
+
+        try:
+            frames = self.reader.get_batch(indices.tolist()).asnumpy()
+        except decord.DECORDError as e:
+            if _PADDED_ROWS in str(e) and self.decode_width == self.width:
+                self.decode_width = -(-self.width // _SAFE_WIDTH_STEP) * _SAFE_WIDTH_STEP
+                self.reader = _open_reader(self.path, self.height, self.decode_width)
+                return self.get_batch(indices)
+            raise VideoError(
+                f"{self.path}: decoding frames {int(indices[0])}..{int(indices[-1])} failed "
+                f"({str(e).splitlines()[-1][:200]}); the file is corrupt or truncated"
+            ) from e
+        return resize_width(frames, self.width)
+
+
 def decode_windows(
     path: str, frame_indices: np.ndarray, views: list[ViewSpec], window: int, scratch_dir: str
 ) -> Iterator[dict[str, np.ndarray]]:
     """The decode itself; runs inside a worker process (see ``decode_views``)."""
-    import decord
-
     rotation, coded_h, coded_w = _orientation(path)
     turns = rotation // 90
     if turns:
@@ -79,12 +133,7 @@ def decode_windows(
         resize_h, resize_w = resized_size(shown_h, shown_w, side)
         if turns % 2:  # decord resizes the coded (unrotated) picture
             resize_h, resize_w = resize_w, resize_h
-        try:
-            readers[side] = decord.VideoReader(path, width=resize_w, height=resize_h, num_threads=1)
-        except decord.DECORDError as e:
-            raise VideoError(
-                f"{path}: decord cannot open the video ({str(e).splitlines()[-1][:200]}); corrupt or truncated file"
-            ) from e
+        readers[side] = _SizedReader(path, resize_h, resize_w)
     num_frames = len(next(iter(readers.values())))
     if frame_indices.size and frame_indices.max() >= num_frames:
         raise ValueError(
@@ -95,13 +144,7 @@ def decode_windows(
         unique, inverse = np.unique(chunk, return_inverse=True)  # decord wants sorted, distinct indices
         out: dict[str, np.ndarray] = {}
         for side, reader in readers.items():
-            try:
-                frames = reader.get_batch(unique.tolist()).asnumpy()  # [u, h, w, 3] uint8
-            except decord.DECORDError as e:
-                raise VideoError(
-                    f"{path}: decoding frames {int(unique[0])}..{int(unique[-1])} failed "
-                    f"({str(e).splitlines()[-1][:200]}); the file is corrupt or truncated"
-                ) from e
+            frames = reader.get_batch(unique)  # [u, h, w, 3] uint8
             if turns:
                 frames = np.rot90(frames, k=turns, axes=(1, 2))
             for view in views:

@@ -137,3 +137,30 @@ def view_set(name: str, frame_size: int, *, flip: bool = True) -> list[ViewSpec]
     if len({v.name for v in views}) != len(views):
         raise ValueError(f"view list {name!r} names a view twice")
     return views
+
+
+def resize_width(frames: np.ndarray, width: int) -> np.ndarray:
+    """Resample frames horizontally to ``width`` with a triangle (bilinear) filter.
+
+    Downscaling widens the filter to the scale ratio (antialiased, like PIL's bilinear), so no
+    source column is skipped; pixel centres are aligned (half-pixel convention, as FFmpeg).
+
+    Args:
+        frames: uint8 [N, H, W, 3].
+        width: output width in pixels (> 0).
+    Returns:
+        uint8 [N, H, width, 3], rounded to nearest.
+    """
+    n, h, src_w, c = frames.shape
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if width == src_w:
+        return frames
+    scale = src_w / width
+    support = max(scale, 1.0)  # filter radius in source pixels
+    centers = (np.arange(width) + 0.5) * scale  # [width], source coordinates
+    taps = np.arange(src_w) + 0.5  # [W]
+    weights = np.clip(1.0 - np.abs(taps[None, :] - centers[:, None]) / support, 0.0, None)  # [width, W]
+    weights /= weights.sum(axis=1, keepdims=True)
+    out = np.tensordot(frames.astype(np.float32), weights.T.astype(np.float32), axes=([2], [0]))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).transpose(0, 1, 3, 2).copy()

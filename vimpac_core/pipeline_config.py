@@ -23,7 +23,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vimpac_core.config import IngestConfig
@@ -32,7 +31,7 @@ from vimpac_core.model import VimpacConfig
 from vimpac_core.tokenizers.base import parse_tokenizer_spec
 from vimpac_core.tokenizers.train import TrainConfig
 from vimpac_core.tokenizers.vqvae import VQVAEConfig
-from vimpac_core.train.config import PretrainConfig
+from vimpac_core.train.config import PretrainConfig, load_yaml
 
 # Ingest fields the pipeline sets itself.
 PIPELINE_INGEST_FIELDS = ("inputs", "out", "tokenizer", "frame_size", "root")
@@ -180,12 +179,7 @@ def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
 
     Raises ConfigError naming the file and the field when the file or a value is invalid.
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"pipeline config {str(path)!r} cannot be read: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"pipeline config {str(path)!r} must be a mapping (videos, out, ingest, pretrain, ...)")
+    data = load_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         config = PipelineConfig(**data)

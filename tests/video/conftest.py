@@ -21,6 +21,14 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_rgb24(path, video_filter: str, height: int, width: int) -> np.ndarray:
+    """Frames of the real ffmpeg binary run with ``-vf video_filter``: uint8 [N, height, width, 3]."""
+    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-vf", video_filter,
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    raw = subprocess.run(cmd, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("video-clips")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 
 import decord
@@ -12,7 +11,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.video.conftest import H, W, ffmpeg_exe, stray_decoders
+from tests.video.conftest import H, W, ffmpeg_rgb24, stray_decoders
 from vimpac_core.errors import DecodeTimeoutError, VideoError
 from vimpac_core.video import (
     ViewSpec,
@@ -68,25 +67,7 @@ def test_end_to_end_same_frames_as_ffmpeg_fps_filter(tmp_path, vfr_times):
     view = ViewSpec(64, 64, "top", False)
     got = collect(decode_views(path, idx, [view], window=6))[view.name]
     assert [read_frame_index(f) for f in got] == idx.tolist()
-    raw = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-i",
-            str(path),
-            "-vf",
-            "fps=5",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    ffmpeg_frames = np.frombuffer(raw, np.uint8).reshape(-1, 64, 64, 3)
+    ffmpeg_frames = ffmpeg_rgb24(path, "fps=5", 64, 64)
     assert [read_frame_index(f) for f in ffmpeg_frames] == idx.tolist()
 
 
@@ -97,25 +78,7 @@ def ffmpeg_extraction(path, fps: float, view: ViewSpec) -> np.ndarray:
     chain = f"fps={fps},scale={rw}:{rh},crop={view.out_size}:{view.out_size}:{x0}:{y0}" + (
         ",hflip" if view.flip else ""
     )
-    raw = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-i",
-            str(path),
-            "-vf",
-            chain,
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, view.out_size, view.out_size, 3)
+    return ffmpeg_rgb24(path, chain, view.out_size, view.out_size)
 
 
 @pytest.mark.parametrize(

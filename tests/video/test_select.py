@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 
-from tests.video.conftest import H, W, ffmpeg_exe
+from tests.video.conftest import H, W, ffmpeg_rgb24
 from vimpac_core.video import fps_select, probe, read_frame_index
 
 
@@ -18,25 +16,7 @@ def cfr_times(n: int, rate: float) -> np.ndarray:
 
 def ffmpeg_fps_indices(path, fps: float) -> np.ndarray:
     """Source frame index of every frame FFmpeg's ``-vf fps=FPS`` outputs (read from the index strip)."""
-    raw = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-i",
-            str(path),
-            "-vf",
-            f"fps={fps}",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    frames = np.frombuffer(raw, np.uint8).reshape(-1, H, W, 3)
+    frames = ffmpeg_rgb24(path, f"fps={fps}", H, W)
     return np.array([read_frame_index(f) for f in frames], dtype=np.int64)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,15 +29,20 @@ class Conv2d(nn.Module):
         self.w = nn.Parameter(torch.randn(n_out, n_in, kw, kw) / math.sqrt(n_in * kw**2), requires_grad=False)
         self.b = nn.Parameter(torch.zeros(n_out), requires_grad=False)
         self.packed: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._packed_from: tuple[int, int] | None = None  # (w, b) version counters the copy was made from
 
     def prepack(self) -> None:
         """Keep a copy of the weights in oneDNN's blocked layout (not part of the state dict)."""
         pad = (self.padding, self.padding)
         w = torch._C._nn.mkldnn_reorder_conv2d_weight(self.w.detach().to_mkldnn(), pad, (1, 1), (1, 1), 1)
         self.packed = (w, self.b.detach().to_mkldnn())
+        self._packed_from = (self.w._version, self.b._version)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_mkldnn:
+            # load_state_dict and in-place edits bump the version counters: never run stale weights.
+            if self._packed_from != (self.w._version, self.b._version):
+                self.prepack()
             w, b = self.packed
             pad = (self.padding, self.padding)
             return torch.mkldnn_convolution(x, w, b, pad, (1, 1), (1, 1), 1)
@@ -134,11 +140,13 @@ class DalleEncoder(nn.Module):
         self.source_sha256: str | None = None  # of the file the weights came from (set by the loaders)
 
     def prepack_cpu(self) -> bool:
-        """Switch CPU fp32 inference to oneDNN with weights reordered once (about 2x faster).
+        """Opt in to the fast CPU path: fp32 inference through oneDNN with weights reordered once.
 
-        The convolutions then run another algorithm than ``F.conv2d``: logits differ from the
-        release by ~1e-6, so codes match except at near-ties of the argmax. Returns False (and
-        changes nothing) where oneDNN is unavailable. Call again after loading other weights.
+        About 1.15x the package's frames/s on one core (bench/README.md). The convolutions then
+        run in another memory layout than ``F.conv2d``, so logits differ from the release by
+        ~1e-6 and codes can differ at near-ties of the argmax; ``forward(x, exact=True)`` still
+        takes the release's path. Returns False (and changes nothing) where oneDNN is unavailable.
+        Weights changed later (``load_state_dict``) are re-packed on the next call.
         """
         if not torch.backends.mkldnn.is_available():
             return False
@@ -147,14 +155,28 @@ class DalleEncoder(nn.Module):
         self.prepacked = True
         return True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, exact: bool = False) -> torch.Tensor:
+        """``exact``: the release's ops and memory layout (give contiguous NCHW input) even when
+        the oneDNN path is on; logits are then bit-identical to the ``DALL-E`` package's for the
+        same batch and thread count (the package's own figures vary with both by ~1e-6)."""
         b = self.blocks
-        onednn = self.prepacked and x.device.type == "cpu" and x.dtype == torch.float32
+        onednn = self.prepacked and not exact and x.device.type == "cpu" and x.dtype == torch.float32
         x = b.input(x.to_mkldnn() if onednn else x)
         for name in (n for n in b._modules if n.startswith("group_")):
             x = b._modules[name](x)
         x = b.output(x)
         return x.to_dense() if onednn else x
+
+    @torch.inference_mode()
+    def encode(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 RGB frames [N, H, W, 3] -> codes [N, H/8, W/8] (int64), exactly as released:
+        the VIMPAC input transform (:func:`frames_to_encoder_input`), the encoder, argmax."""
+        frames = torch.as_tensor(frames)
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 [N, H, W, 3]; got {frames.dtype} {tuple(frames.shape)}")
+        device = self.blocks.input.w.device
+        x = frames.to(device).permute(0, 3, 1, 2).float().contiguous()
+        return self(frames_to_encoder_input(x), exact=True).argmax(1)
 
 
 class DalleDecoder(nn.Module):

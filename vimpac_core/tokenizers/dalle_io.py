@@ -121,34 +121,34 @@ def convert_dalle(source: str | os.PathLike, out_dir: str | os.PathLike) -> Path
 class DalleTokenizer(TorchTokenizer):
     """The dVAE behind the Tokenizer protocol: release input transform, argmax of the logits.
 
-    ``exact=True`` runs the same ops in the same memory layout as the ``DALL-E`` package, so
-    logits are bit-identical to it; the default, on CPU, runs the encoder through oneDNN with
-    prepacked weights (``DalleEncoder.prepack_cpu``): about twice as fast, logits within ~1e-6.
+    By default the encoder runs the same ops in the same memory layout as the ``DALL-E`` package,
+    so logits (and codes) are bit-identical to it for the same batch size and thread count.
+    ``fast=True`` on CPU opts in to oneDNN with prepacked weights (``DalleEncoder.prepack_cpu``):
+    about 1.15x the frames/s, logits within ~1e-6, so codes can differ at near-ties.
     """
 
     def __init__(self, encoder: DalleEncoder, decoder: DalleDecoder | None = None,
-                 device: str | torch.device = "cpu", batch_size: int = 8, exact: bool = False) -> None:
+                 device: str | torch.device = "cpu", batch_size: int = 8, fast: bool = False) -> None:
         if encoder.source_sha256 is None:
             raise TokenizerError("the DALL-E encoder has no source_sha256 (the tokenizer id needs it): "
                                  "load it with load_dalle_encoder, or set encoder.source_sha256")
-        self.exact = exact
         self.encoder = encoder.to(device).eval()
-        if not exact and torch.device(device).type == "cpu":
-            self.encoder.prepack_cpu()
+        self.fast = fast and torch.device(device).type == "cpu" and self.encoder.prepack_cpu()
         self.decoder = decoder.to(device).eval() if decoder else None
         super().__init__(make_tokenizer_id("dalle", encoder.source_sha256), encoder.vocab_size, device,
                          self._encode, self._decode if decoder else None, batch_size)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        x = frames_to_encoder_input(x.contiguous() if self.exact else x)
-        return self.encoder(x).argmax(1)
+        if self.fast:
+            return self.encoder(frames_to_encoder_input(x)).argmax(1)
+        return self.encoder(frames_to_encoder_input(x.contiguous()), exact=True).argmax(1)
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         return stats_to_pixels(self.decoder(codes))
 
 
 def load_dalle_tokenizer(path: str, device: str | torch.device = "cpu", batch_size: int = 8,
-                         exact: bool = False) -> DalleTokenizer:
+                         fast: bool = False) -> DalleTokenizer:
     """``encoder.pkl`` (``decoder.pkl`` in the same place is picked up) or a converted folder."""
     encoder = load_dalle_encoder(path)
     decoder = None
@@ -160,4 +160,4 @@ def load_dalle_tokenizer(path: str, device: str | torch.device = "cpu", batch_si
         sibling = posixpath.join(posixpath.dirname(enc_path), "decoder.pkl")
         if fs.exists(sibling):
             decoder = load_dalle_decoder(fs.unstrip_protocol(sibling) if "://" in str(path) else sibling)
-    return DalleTokenizer(encoder, decoder, device=device, batch_size=batch_size, exact=exact)
+    return DalleTokenizer(encoder, decoder, device=device, batch_size=batch_size, fast=fast)

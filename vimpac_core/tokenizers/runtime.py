@@ -118,16 +118,17 @@ class VQVAETokenizer(TorchTokenizer):
 
 
 def load_tokenizer(spec: str, device: str | torch.device = "cpu", batch_size: int | None = None,
-                   exact: bool = False) -> TorchTokenizer:
+                   fast: bool = False) -> TorchTokenizer:
     """``"vqvae:DIR"``, ``"dalle:encoder.pkl"`` (decoder.pkl beside it is used if present) or
     ``"dalle:CONVERTED_DIR"`` -> a tokenizer with encode (and decode where a decoder exists).
 
     batch_size: frames per forward pass (default 64 for the VQ-VAE, 8 for DALL-E) bounds memory.
-    exact: DALL-E only: bit-identical logits to the released code instead of the faster oneDNN path.
+    fast: DALL-E on CPU only: the oneDNN path (about 1.15x faster; codes may differ from the
+        release at near-ties) instead of the release's exact ops.
     """
     kind, path = parse_tokenizer_spec(spec)
     if kind == "vqvae":
         return VQVAETokenizer.from_pretrained(path, device=device, batch_size=batch_size or 64)
     from vimpac_core.tokenizers.dalle_io import load_dalle_tokenizer
 
-    return load_dalle_tokenizer(path, device=device, batch_size=batch_size or 8, exact=exact)
+    return load_dalle_tokenizer(path, device=device, batch_size=batch_size or 8, fast=fast)

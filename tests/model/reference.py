@@ -1,12 +1,16 @@
 """An independent, deliberately plain implementation of the released VIMPAC module tree.
 
-Written from MODEL.md only (no import from vimpac_core): explicit softmax(QK^T / sqrt(d/n)) V,
-loops over the lines of tokens with CLS prepended, CLS = mean over lines. Module names are the
-released checkpoint's (``ModelWithHead`` with ``backbone`` / ``mlm_head`` / ``cls_head``), so its
+Written from MODEL.md (no import from vimpac_core): explicit softmax(QK^T / sqrt(d/n)) V, loops
+over the lines of tokens with CLS prepended, CLS = mean over lines. Module names and the layout flag
+follow the original code (airsplay/vimpac ``vimpac/modeling.py``: ``ModelWithHead`` with
+``backbone`` / ``mlm_head`` / ``cls_head``; ``MultiPatternAttention`` holds ``output.dense`` /
+``output.LayerNorm``, or ``dense`` / ``LayerNorm`` itself when pre-activation;
+``vimpac/positional_embedding.py``: the ``default`` table is ``positional_embedding``), so its
 state_dict is what a released ``classifier.pt`` holds. Used by the model tests (equivalence and the
 released-checkpoint fixture) and as the baseline of bench/bench_model.py.
 
-``flags`` is an argparse.Namespace with the original flag names.
+``flags`` gives the original flags (argparse dests of ``vimpac/param.py``), e.g. the layout as
+``model='efflayoutT,H|W'``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from torch import nn
 
 EPS = 1e-12
 AXIS = {"T": 1, "H": 2, "W": 3}
+LAYOUT_PREFIX = "efflayout"  # the original --model flag is 'efflayout' + layout
+
+
+def layout_of(f: Namespace) -> str:
+    """The layout in the original flags, as pretrain.py reads it: ``args.model[len("efflayout"):]``."""
+    return f.model[len(LAYOUT_PREFIX):]
 
 
 class Attention(nn.Module):
@@ -79,16 +89,20 @@ class AttBlock(nn.Module):
         heads = max(1, d // 64)
         k = len(axes)
         self.attentions = nn.ModuleList(Pattern(d, d_att // k, heads // k, a, loop_lines) for a in axes)
-        self.output = Output(d_att, d)
         self.pre = f.pre_activation
+        if self.pre:
+            self.dense, self.LayerNorm = nn.Linear(d, d), nn.LayerNorm(d, eps=EPS)
+        else:
+            self.output = Output(d_att, d)
 
     def forward(self, cls, x, keep):
+        dense, norm = (self.dense, self.LayerNorm) if self.pre else (self.output.dense, self.output.LayerNorm)
         if self.pre:
-            cls, x = self.output.LayerNorm(cls), self.output.LayerNorm(x)
+            cls, x = norm(cls), norm(x)
         outs = [p(cls, x, keep) for p in self.attentions]
-        c = self.output.dense(torch.cat([o[0] for o in outs], -1)) + cls
-        t = self.output.dense(torch.cat([o[1] for o in outs], -1)) + x
-        return (c, t) if self.pre else (self.output.LayerNorm(c), self.output.LayerNorm(t))
+        c = dense(torch.cat([o[0] for o in outs], -1)) + cls
+        t = dense(torch.cat([o[1] for o in outs], -1)) + x
+        return (c, t) if self.pre else (norm(c), norm(t))
 
 
 class Mlp(nn.Module):
@@ -103,7 +117,7 @@ class Mlp(nn.Module):
 class ResBlock(nn.Module):
     def __init__(self, f: Namespace, loop_lines: bool) -> None:
         super().__init__()
-        self.attention_blocks = nn.ModuleList(AttBlock(f, axes.split("|"), loop_lines) for axes in f.layout.split(","))
+        self.attention_blocks = nn.ModuleList(AttBlock(f, axes.split("|"), loop_lines) for axes in layout_of(f).split(","))
         self.mlp = Mlp(f.hid_dim, f.hid_dim * (2 if f.halve_mlp else 4))
         self.ln = nn.LayerNorm(f.hid_dim, eps=EPS)
         self.pre = f.pre_activation
@@ -127,25 +141,27 @@ class PosEmb(nn.Module):
         super().__init__()
         t, g, d = f.clip_len, f.frame_size // 8, f.hid_dim
         self.kind = f.pos_emb
-        p = lambda *s: nn.Parameter(torch.randn(*s) * 0.02)  # noqa: E731
+        p = lambda *s, std=0.02: nn.Parameter(torch.randn(*s) * std)  # noqa: E731
         if self.kind == "default":
-            self.pos_embedding = p(1 + t * g * g, d)
+            self.positional_embedding = p(1 + t * g * g, d)
+        elif self.kind == "temporal_separation":
+            std = 0.02 / math.sqrt(2)
+            self.cls_pos_embedding, self.temporal_pos_embedding = p(1, d), p(t, d, std=std)
+            self.spatial_pos_embedding = p(g * g, d, std=std)
         else:
-            self.cls_pos_embedding, self.temporal_pos_embedding = p(1, d), p(t, d)
-            if self.kind == "temporal_separation":
-                self.spatial_pos_embedding = p(g * g, d)
-            else:
-                self.height_pos_embedding, self.width_pos_embedding = p(g, d), p(g, d)
+            std = 0.02 / math.sqrt(3)
+            self.cls_pos_embedding, self.temporal_pos_embedding = p(1, d), p(t, d, std=std)
+            self.height_pos_embedding, self.width_pos_embedding = p(g, d, std=std), p(g, d, std=std)
 
     def position(self, t: int, h: int, w: int, g: int) -> torch.Tensor:
         if self.kind == "default":
-            return self.pos_embedding[1 + (t * g + h) * g + w]
+            return self.positional_embedding[1 + (t * g + h) * g + w]
         if self.kind == "temporal_separation":
             return self.temporal_pos_embedding[t] + self.spatial_pos_embedding[h * g + w]
         return self.temporal_pos_embedding[t] + self.height_pos_embedding[h] + self.width_pos_embedding[w]
 
     def cls(self) -> torch.Tensor:
-        return self.pos_embedding[0] if self.kind == "default" else self.cls_pos_embedding[0]
+        return self.positional_embedding[0] if self.kind == "default" else self.cls_pos_embedding[0]
 
 
 class Backbone(nn.Module):
@@ -242,10 +258,24 @@ class ModelWithClassifier(nn.Module):
         return self.cls_fc(self.backbone(codes)[0])
 
 
-def flags(**overrides) -> Namespace:
-    """Original flag names with the small model's values, overridable."""
-    base = dict(layers=1, hid_dim=128, layout="T,H|W", pos_emb="hw_separation", pre_activation=False,
-                halve_att=False, halve_mlp=False, frame_size=32, clip_len=3, vocab_size=40, dropout=0.1,
-                nce_proj_layers=2, nce_proj_hid_dim=64, nce_bn_after_proj=False, mask_blocks=5, lr=1e-3)
+class Flags(Namespace):
+    """The original run's flags; ``vars(flags)`` holds the original names only.
+
+    ``layout`` reads the layout out of ``model`` as pretrain.py does (``args.model[len("efflayout"):]``).
+    Pickle or print ``Namespace(**vars(flags))``: that is what the original writes to args.pickle.
+    """
+
+    @property
+    def layout(self) -> str:
+        return layout_of(self)
+
+
+def flags(layout: str = "T,H|W", **overrides) -> Flags:
+    """Original flag names with a small model's values, overridable; ``layout`` sets ``model``."""
+    base = dict(model=LAYOUT_PREFIX + layout, layers=1, hid_dim=128, pos_emb="hw_separation",
+                pre_activation=False, halve_att=False, halve_mlp=False, frame_size=32, clip_len=3,
+                vocab_size=40, dropout=0.1, last_dropout=0.0, nce_proj_layers=2, nce_proj_hid_dim=64,
+                nce_bn_after_proj=False, mlm_weight=1.0, nce_weight=1.0, mask_blocks=5, lr=1e-3,
+                grad_checkpoint=False, output="snap/pretrain/small", load=None, epoch=9)
     base.update(overrides)
-    return Namespace(**base)
+    return Flags(**base)

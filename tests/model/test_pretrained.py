@@ -67,7 +67,7 @@ def test_resize_all_positional_variants(pos_emb: str) -> None:
     target = VimpacForPreTraining(dst).state_dict()
     for key, value in target.items():
         assert resized[key].shape == value.shape, key
-    table = {"default": "pos_embedding", "temporal_separation": "spatial_pos_embedding",
+    table = {"default": "positional_embedding", "temporal_separation": "spatial_pos_embedding",
              "hw_separation": "height_pos_embedding"}[pos_emb]
     key = f"backbone.positional_embedding.{table}"
     constant = dict(state, **{key: torch.ones_like(state[key])})
@@ -134,3 +134,39 @@ def test_adam_moments_of_positional_tables_are_resized() -> None:
                                interpolate_positional_embedding(src_avg, (4,), (8,)))
     dst_model(random_codes(dst_model.config, batch=2)).cls_projection.sum().backward()
     dst_opt.step()  # shapes agree with the resized parameters
+
+
+def _std(t: torch.Tensor) -> float:
+    return t.detach().float().std().item()
+
+
+@pytest.mark.parametrize(("pos_emb", "tables", "divisor"), [
+    ("default", ["positional_embedding"], 1),
+    ("temporal_separation", ["temporal_pos_embedding", "spatial_pos_embedding"], 2),
+    ("hw_separation", ["temporal_pos_embedding", "height_pos_embedding", "width_pos_embedding"], 3),
+])
+def test_positional_init_is_the_originals(pos_emb: str, tables: list[str], divisor: int) -> None:
+    """positional_embedding.py: separated tables N(0, 0.02 / sqrt(#summed)), the CLS position N(0, 0.02)."""
+    torch.manual_seed(0)
+    config = VimpacConfig(layers=1, hid_dim=1024, frame_size=128, clip_len=8, pos_emb=pos_emb)
+    positions = VimpacModel(config).positional_embedding
+    for name in tables:
+        assert _std(getattr(positions, name)) == pytest.approx(0.02 / divisor**0.5, rel=0.1), name
+    if pos_emb != "default":
+        assert _std(positions.cls_pos_embedding) == pytest.approx(0.02, rel=0.15)
+
+
+def test_pre_activation_scales_the_residual_projections() -> None:
+    """modeling.py _preactivation_init_weights: dense and c_proj get 0.02 / sqrt(#residual branches)."""
+    torch.manual_seed(0)
+    config = VimpacConfig(layers=3, hid_dim=512, layout="T,H|W", pre_activation=True)
+    blocks = VimpacModel(config).transformer.resblocks
+    scaled = 0.02 / (3 * (2 + 1)) ** 0.5  # 3 layers x (2 attention blocks + MLP)
+    for block in blocks:
+        assert _std(block.mlp.c_proj.weight) == pytest.approx(scaled, rel=0.05)
+        assert _std(block.mlp.c_fc.weight) == pytest.approx(0.02, rel=0.05)
+        for attention_block in block.attention_blocks:
+            assert _std(attention_block.dense.weight) == pytest.approx(scaled, rel=0.05)
+    post_ln = VimpacModel(config.model_copy(update={"pre_activation": False})).transformer.resblocks
+    assert _std(post_ln[0].mlp.c_proj.weight) == pytest.approx(0.02, rel=0.05)
+    assert _std(post_ln[0].attention_blocks[0].output.dense.weight) == pytest.approx(0.02, rel=0.05)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vimpac_core.errors import CheckpointError
+from vimpac_core.errors import CheckpointError, UnsafePickleError
 
 
 def import_checkpoint(args: argparse.Namespace) -> int:
@@ -14,7 +14,7 @@ def import_checkpoint(args: argparse.Namespace) -> int:
 
     try:
         model = load_original_checkpoint(args.src)
-    except CheckpointError as exc:
+    except (CheckpointError, UnsafePickleError) as exc:  # a refused pickle is not a CheckpointError
         print(f"import-checkpoint: {exc}", file=sys.stderr)
         return 2
     out = model.save_pretrained(args.dst)

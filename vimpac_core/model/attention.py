@@ -1,7 +1,7 @@
 """Axis attention of VIMPAC: every line of tokens along one axis is a sequence, with CLS prepended.
 
 Parameter names follow the released checkpoint (``attentions.{k}.attention.{query,key,value}``,
-``output.dense``, ``output.LayerNorm``).
+``output.dense``, ``output.LayerNorm``; ``dense``, ``LayerNorm`` in the pre-activation variant).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class AxisAttention(nn.Module):
 
 
 class AttentionOutput(nn.Module):
-    """Released names ``output.dense`` / ``output.LayerNorm``."""
+    """Released names ``output.dense`` / ``output.LayerNorm`` (post-LN blocks; BERT's BertSelfOutput)."""
 
     def __init__(self, in_dim: int, dim: int) -> None:
         super().__init__()
@@ -94,7 +94,11 @@ class AttentionBlock(nn.Module):
         self.attentions = nn.ModuleList(
             AxisAttention(config.hid_dim, width, heads, axis, config.dropout) for axis in axes
         )
-        self.output = AttentionOutput(config.att_dim, config.hid_dim)
+        if config.pre_activation:  # the original's pre-activation block holds them itself (D -> D)
+            self.dense = nn.Linear(config.hid_dim, config.hid_dim)
+            self.LayerNorm = nn.LayerNorm(config.hid_dim, eps=LN_EPS)  # noqa: N815 (released checkpoint name)
+        else:
+            self.output = AttentionOutput(config.att_dim, config.hid_dim)
         self.drop = nn.Dropout(config.dropout)
         self.pre_activation = config.pre_activation
 
@@ -102,9 +106,10 @@ class AttentionBlock(nn.Module):
         self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """cls [B, D], x [B, T, H, W, D] -> same shapes."""
+        owner = self if self.pre_activation else self.output  # holder of dense / LayerNorm (released names)
         if self.pre_activation:
             # Released quirk: the residual adds the normalised input, not the raw one.
-            cls, x = self.output.LayerNorm(cls), self.output.LayerNorm(x)
+            cls, x = owner.LayerNorm(cls), owner.LayerNorm(x)
         # One matmul projects query/key/value of every parallel pattern.
         fused = [att.fused_weights() for att in self.attentions]
         weight, bias = torch.cat([w for w, _ in fused]), torch.cat([b for _, b in fused])
@@ -116,8 +121,8 @@ class AttentionBlock(nn.Module):
         ]
         att_cls = torch.cat([o[0] for o in outs], dim=-1)
         att_x = torch.cat([o[1] for o in outs], dim=-1)
-        new_cls = cls + self.drop(self.output.dense(att_cls))
-        new_x = x + self.drop(self.output.dense(att_x))
+        new_cls = cls + self.drop(owner.dense(att_cls))
+        new_x = x + self.drop(owner.dense(att_x))
         if self.pre_activation:
             return new_cls, new_x
-        return self.output.LayerNorm(new_cls), self.output.LayerNorm(new_x)
+        return owner.LayerNorm(new_cls), owner.LayerNorm(new_x)

@@ -6,17 +6,28 @@ released state_dict loads with ``strict=True``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import LN_EPS, AttentionBlock
 from .config import VimpacConfig
-from .pretrained import PreTrainedMixin, init_weights
+from .pretrained import INIT_STD, PreTrainedMixin, init_weights
+
+
+def _table(rows: int, dim: int, std: float) -> nn.Parameter:
+    return nn.Parameter(torch.randn(rows, dim) * std)
 
 
 class PositionalEmbedding(nn.Module):
-    """The three positional variants of the release; tables are [positions, D]."""
+    """The three positional variants of the release; tables are [positions, D].
+
+    Init as the original: N(0, 0.02) for the ``default`` table (CLS row included) and the CLS
+    position; tables summed per token get 0.02 / sqrt(2) (temporal + spatial) or 0.02 / sqrt(3)
+    (temporal + height + width), so every token's position has std 0.02.
+    """
 
     def __init__(self, config: VimpacConfig) -> None:
         super().__init__()
@@ -24,20 +35,23 @@ class PositionalEmbedding(nn.Module):
         d = config.hid_dim
         self.variant = config.pos_emb
         if self.variant == "default":
-            self.pos_embedding = nn.Parameter(torch.zeros(1 + t * h * w, d))
+            self.positional_embedding = _table(1 + t * h * w, d, INIT_STD)
         else:
-            self.cls_pos_embedding = nn.Parameter(torch.zeros(1, d))
-            self.temporal_pos_embedding = nn.Parameter(torch.zeros(t, d))
+            self.cls_pos_embedding = _table(1, d, INIT_STD)
             if self.variant == "temporal_separation":
-                self.spatial_pos_embedding = nn.Parameter(torch.zeros(h * w, d))
+                std = INIT_STD / math.sqrt(2)
+                self.temporal_pos_embedding = _table(t, d, std)
+                self.spatial_pos_embedding = _table(h * w, d, std)
             else:
-                self.height_pos_embedding = nn.Parameter(torch.zeros(h, d))
-                self.width_pos_embedding = nn.Parameter(torch.zeros(w, d))
+                std = INIT_STD / math.sqrt(3)
+                self.temporal_pos_embedding = _table(t, d, std)
+                self.height_pos_embedding = _table(h, d, std)
+                self.width_pos_embedding = _table(w, d, std)
 
     def forward(self, t: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (cls position [D], token positions [T, H, W, D])."""
         if self.variant == "default":
-            return self.pos_embedding[0], self.pos_embedding[1:].reshape(t, h, w, -1)
+            return self.positional_embedding[0], self.positional_embedding[1:].reshape(t, h, w, -1)
         temporal = self.temporal_pos_embedding[:, None, None, :]
         if self.variant == "temporal_separation":
             spatial = self.spatial_pos_embedding.reshape(1, h, w, -1)
@@ -115,6 +129,18 @@ class VimpacModel(PreTrainedMixin, nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.transformer = Transformer(config)
         self.apply(init_weights)
+        if config.pre_activation:
+            self._scale_residual_projections()
+
+    def _scale_residual_projections(self) -> None:
+        """Pre-activation init of the original: the layers that write into the residual stream (each
+        attention block's ``dense``, each MLP's ``c_proj``) get N(0, 0.02 / sqrt(how many there are))."""
+        blocks = self.transformer.resblocks
+        std = INIT_STD / math.sqrt(sum(len(block.attention_blocks) + 1 for block in blocks))
+        for block in blocks:
+            nn.init.normal_(block.mlp.c_proj.weight, std=std)
+            for attention_block in block.attention_blocks:
+                nn.init.normal_(attention_block.dense.weight, std=std)
 
     def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """codes [B, T, H, W] long -> (cls [B, D], hidden [B, T, H, W, D])."""

@@ -36,22 +36,27 @@ POSITION_AXES = {
     "positional_embedding.height_pos_embedding": "H",
     "positional_embedding.width_pos_embedding": "W",
     "positional_embedding.spatial_pos_embedding": "HW",
-    "positional_embedding.pos_embedding": "THW",  # default variant: row 0 is CLS
+    "positional_embedding.positional_embedding": "THW",  # default variant: row 0 is CLS
 }
+INIT_STD = 0.02  # BERT's initializer_range, as in the original
 
 
 def init_weights(module: nn.Module) -> None:
-    """Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm 1/0; CLS and positions N(0, 0.02)."""
+    """Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm 1/0, ``cls_param`` N(0, 0.02).
+
+    Positional tables are initialised where they are made (backbone.PositionalEmbedding), and the
+    pre-activation variant scales its residual projections afterwards (VimpacModel), as the original.
+    """
     if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
+        nn.init.normal_(module.weight, std=INIT_STD)
         if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
     for name, param in module.named_parameters(recurse=False):
-        if name == "cls_param" or name.endswith("pos_embedding"):
-            nn.init.normal_(param, std=0.02)
+        if name == "cls_param":
+            nn.init.normal_(param, std=INIT_STD)
 
 
 def interpolate_positional_embedding(table: torch.Tensor, src: tuple[int, ...], dst: tuple[int, ...]) -> torch.Tensor:

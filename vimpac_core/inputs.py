@@ -3,7 +3,8 @@
 Columns: ``uri`` (fsspec URL or a path; relative paths resolve against ``root``, by default the
 list's folder), optional ``label`` (int or class name), ``split`` and ``video_id`` (default:
 derived from the uri). Video ids are made safe for file names, so they never escape a folder.
-Class names get a stable index: their sorted order over the whole list (``classes.json``).
+Class names get a stable index: their sorted order over the whole list (``classes.json``), or
+their position in a given class index (the train list's ``classes.json``, for a val list).
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from vimpac_core.errors import ConfigError
-from vimpac_core.storage import get_fs, read_parquet
+from vimpac_core.shards.schema import CLASSES_FILE
+from vimpac_core.storage import get_fs, read_bytes, read_parquet
 
 LIST_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -79,23 +83,106 @@ def _read_records(url: str, fmt: str) -> list[dict[str, Any]]:
     return records
 
 
-def _label_kind(labels: list[Any]) -> str:
-    present = [x for x in labels if x is not None and x != ""]
-    if not present:
-        return "none"
-    if all(isinstance(x, int) or (isinstance(x, str) and x.strip().lstrip("-").isdigit()) for x in present):
-        return "int"
-    return "name"
+_INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _clean_label(value: Any) -> Any:
+    """None for a missing label (None, '', NaN, as pandas writes them); else the value, trimmed."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value if value and value.lower() not in ("nan", "none", "null") else None
+    return value
+
+
+def _is_numeric(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_NUMBER.fullmatch(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _class_index(value: Any, row: int, url: str) -> int:
+    """A numeric label as a class index: 3, 3.0 and "3.0" -> 3; negative or fractional: ConfigError."""
+    if isinstance(value, str):
+        number = int(value.split(".", 1)[0]) if _INTEGRAL.fullmatch(value) else None
+    elif isinstance(value, float):
+        number = int(value) if value.is_integer() else None
+    else:
+        number = value
+    if number is None or number < 0:
+        raise ConfigError(
+            f"video list {url!r}, row {row + 1}: label {value!r} is not a class index (an integer >= 0) nor a "
+            "class name; fix the row, or leave its label empty for an unlabelled video")
+    return number
+
+
+def _load_class_index(class_index: str | Sequence[str]) -> list[str]:
+    """Class names from a list, a ``classes.json`` URL or an ingest output folder holding one."""
+    if not isinstance(class_index, str):
+        names = list(class_index)
+        url = "the given class index"
+    else:
+        url = class_index if class_index.endswith(".json") else f"{class_index.rstrip('/')}/{CLASSES_FILE}"
+        try:
+            names = json.loads(read_bytes(url))["classes"]
+        except FileNotFoundError as exc:
+            raise ConfigError(f"class index {url!r} does not exist; pass the {CLASSES_FILE} of the train ingest") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"class index {url!r} is not a {CLASSES_FILE} ({{\"classes\": [name, ...]}})") from exc
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"{url}: the class index must be a list of distinct class names")
+    return names
+
+
+def _label_indices(labels: list[Any], url: str, classes: list[str] | None) -> tuple[list[int | None], list[str]]:
+    """(label index per row, class names). Numeric labels are indices; other labels are names whose
+    index is their sorted position, or their position in ``classes`` when that is given."""
+    present = [(i, x) for i, x in enumerate(labels) if x is not None]
+    ints: list[int | None] = [None] * len(labels)
+    if present and all(_is_numeric(x) for _, x in present):
+        for i, x in present:
+            ints[i] = _class_index(x, i, url)
+        if classes is None:
+            return ints, [str(i) for i in range(max(ints[i] for i, _ in present) + 1)]
+        row = next((i for i, _ in present if ints[i] >= len(classes)), None)
+        if row is not None:
+            raise ConfigError(f"video list {url!r}, row {row + 1}: label {ints[row]} is out of range of the class "
+                              f"index ({len(classes)} classes)")
+        return ints, classes
+    names = {i: str(x) for i, x in present}
+    if classes is None:
+        classes = sorted(set(names.values()))
+    index = {n: k for k, n in enumerate(classes)}
+    unknown = sorted(set(names.values()) - index.keys())
+    if unknown:
+        raise ConfigError(f"video list {url!r} has labels not in the class index: {unknown[:10]}"
+                          f"{' ...' if len(unknown) > 10 else ''}; the index has {len(classes)} classes")
+    for i, name in names.items():
+        ints[i] = index[name]
+    return ints, classes
 
 
 def read_video_list(
-    url: str, *, root: str | None = None, list_format: str | None = None
+    url: str, *, root: str | None = None, list_format: str | None = None,
+    class_index: str | Sequence[str] | None = None,
 ) -> tuple[list[VideoEntry], list[str]]:
     """Read a video list.
 
+    Labels: integers (or integral floats such as 2.0 from a pandas column with NaNs) are class
+    indices; other text is a class name. Empty, None and NaN labels mean unlabelled. Negative or
+    fractional numbers raise ConfigError naming the row (rows count the list's videos from 1).
+
+    Args:
+        class_index: the classes of another list (e.g. the train list's), so that this one (e.g.
+            val) maps its names to the same indices: a list of names, a ``classes.json`` URL or an
+            ingest output folder holding one. Names missing from it raise ConfigError.
+
     Returns:
-        (entries in list order, class names whose position is the label index). For integer
-        labels the class names are ``["0", "1", ..., str(max)]``; unlabelled lists give ``[]``.
+        (entries in list order, class names whose position is the label index). Without
+        ``class_index``: for integer labels ``["0", "1", ..., str(max)]``, for names their sorted
+        order; unlabelled lists give ``[]``. With it: the given names.
     """
     fmt = list_format or next((v for k, v in LIST_FORMATS.items() if url.lower().endswith(k)), None)
     if fmt is None:
@@ -111,18 +198,8 @@ def read_video_list(
     base = root if root is not None else url.rsplit("/", 1)[0] if "/" in url else "."
     if "://" not in base:  # local roots become absolute: the plan must not depend on the cwd
         base = os.path.abspath(base)
-    labels = [r.get("label") for r in records]
-    kind = _label_kind(labels)
-    if kind == "int":
-        ints = [None if x in (None, "") else int(x) for x in labels]
-        classes = [str(i) for i in range(max((i for i in ints if i is not None), default=-1) + 1)]
-    elif kind == "name":
-        names = sorted({str(x) for x in labels if x not in (None, "")})
-        index = {n: i for i, n in enumerate(names)}
-        ints = [None if x in (None, "") else index[str(x)] for x in labels]
-        classes = names
-    else:
-        ints, classes = [None] * len(records), []
+    given = None if class_index is None else _load_class_index(class_index)
+    ints, classes = _label_indices([_clean_label(r.get("label")) for r in records], url, given)
     uris = [_resolve(str(r["uri"]), base) for r in records]
     stems = Counter(_stem_of_uri(u) for u in uris)
     entries = []

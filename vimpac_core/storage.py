@@ -3,6 +3,12 @@
 Every path of the project is an fsspec URL (a local path, ``file://``, ``s3://``, ``memory://``...).
 Atomic write: locally, write a hidden temporary file in the same folder then ``os.replace``;
 on object stores a single PUT is atomic, so the final key is written in one ``pipe`` call.
+
+Transient errors: object-store clients retry them below this module (s3: botocore's retry
+handler, 4 retries of each request with back-off for connection errors, 5xx and SlowDown, then
+s3fs's own loop for SlowDown and dropped connections), so these helpers add no retry loop of
+their own (that would multiply the attempts). ``tests/ingest/test_storage.py`` pins this through
+a fault-injecting proxy; an error that outlasts those retries reaches the caller as an OSError.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Video lists in every format, label indexing, safe video ids."""
+"""Video lists in every format, label indexing (numeric labels, a shared class index), safe video ids."""
 
 from __future__ import annotations
 
@@ -99,3 +99,62 @@ def test_relative_list_and_root_resolve_to_absolute_paths(tmp_path, monkeypatch)
     assert entry.uri == f"{tmp_path}/clips/a.mp4"
     (entry,), _ = read_video_list("l.csv", root="videos")
     assert entry.uri == f"{tmp_path}/videos/clips/a.mp4"
+
+
+def _float_labels_parquet(tmp_path, labels):
+    """A Parquet list as pandas writes a label column with gaps: float64, NaN where missing."""
+    path = tmp_path / "list.parquet"
+    table = pa.table({"uri": [f"v{i}.mp4" for i in range(len(labels))], "label": pa.array(labels, pa.float64())})
+    pq.write_table(table, path)
+    return path
+
+
+def test_integral_float_labels_are_class_indices_and_nan_is_unlabelled(tmp_path):
+    path = _float_labels_parquet(tmp_path, [2.0, 10.0, float("nan"), None, 0.0])
+    entries, classes = read_video_list(str(path))
+    assert [e.label for e in entries] == [2, 10, None, None, 0]
+    assert classes == [str(i) for i in range(11)]  # indices, not names sorted as text
+    csv_path = write_csv(tmp_path / "l.csv", [{"uri": "a.mp4", "label": "2.0"}, {"uri": "b.mp4", "label": ""},
+                                              {"uri": "c.mp4", "label": "10.0"}])
+    assert [e.label for e in read_video_list(str(csv_path))[0]] == [2, None, 10]
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5])
+def test_negative_or_fractional_labels_name_the_row_and_file(tmp_path, bad):
+    path = tmp_path / "l.jsonl"
+    path.write_text("\n".join(json.dumps({"uri": f"v{i}.mp4", "label": x}) for i, x in enumerate([0, 1, bad])))
+    with pytest.raises(ConfigError, match=rf"l\.jsonl'?, row 3: label {bad}"):
+        read_video_list(str(path))
+    csv_path = write_csv(tmp_path / "l.csv", [{"uri": "a.mp4", "label": str(bad)}])
+    with pytest.raises(ConfigError, match="row 1"):
+        read_video_list(str(csv_path))
+
+
+def test_a_val_list_uses_the_train_class_index(tmp_path):
+    train = write_csv(tmp_path / "train.csv", [{"uri": "a.mp4", "label": "Walk"}, {"uri": "b.mp4", "label": "Jump"},
+                                                {"uri": "c.mp4", "label": "Run"}])
+    _, classes = read_video_list(str(train))
+    out = tmp_path / "train_out"
+    out.mkdir()
+    (out / "classes.json").write_text(json.dumps({"classes": classes}))  # as prepare_output writes it
+    val = write_csv(tmp_path / "val.csv", [{"uri": "d.mp4", "label": "Walk"}, {"uri": "e.mp4", "label": "Run"}])
+    alone = read_video_list(str(val))
+    assert alone[1] == ["Run", "Walk"] and [e.label for e in alone[0]] == [1, 0]  # its own index differs
+    for index in (str(out / "classes.json"), str(out), classes):
+        entries, val_classes = read_video_list(str(val), class_index=index)
+        assert val_classes == ["Jump", "Run", "Walk"] and [e.label for e in entries] == [2, 1]
+
+
+def test_names_missing_from_the_class_index_are_named(tmp_path):
+    val = write_csv(tmp_path / "val.csv", [{"uri": "d.mp4", "label": "Swim"}, {"uri": "e.mp4", "label": "Run"},
+                                            {"uri": "f.mp4", "label": "Fly"}])
+    with pytest.raises(ConfigError, match=r"not in the class index: \['Fly', 'Swim'\]"):
+        read_video_list(str(val), class_index=["Jump", "Run"])
+    ints = write_csv(tmp_path / "ints.csv", [{"uri": "d.mp4", "label": "0"}, {"uri": "e.mp4", "label": "2"}])
+    with pytest.raises(ConfigError, match="row 2: label 2 is out of range"):
+        read_video_list(str(ints), class_index=["Jump", "Run"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_video_list(str(val), class_index=str(tmp_path / "nowhere"))
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="is not a classes.json"):
+        read_video_list(str(val), class_index=str(tmp_path / "bad.json"))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from vimpac_core.storage import atomic_write_bytes, exists, is_local, join, list_names, read_bytes
+from vimpac_core.storage import (
+    atomic_put_file,
+    atomic_write_bytes,
+    exists,
+    is_local,
+    join,
+    list_names,
+    read_bytes,
+)
 
 
 def test_local_atomic_write_leaves_no_temp(tmp_path):
@@ -31,9 +39,27 @@ def test_memory_and_s3_round_trip(s3_bucket):
 def test_failed_local_write_keeps_the_old_file(tmp_path):
     url = str(tmp_path / "f.bin")
     atomic_write_bytes(url, b"old")
-
-
     with pytest.raises(TypeError):
         atomic_write_bytes(url, object())  # type: ignore[arg-type]
     assert read_bytes(url) == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_s3_writes_and_listings_retry_transient_errors(s3_bucket, s3_proxy, tmp_path):
+    """Connection resets and 503 SlowDown are retried by the client layer (botocore's retry handler,
+    then s3fs's own loop), so storage.py adds no retry wrapper of its own: this pins that it does.
+    Each count stays within botocore's default of 4 retries of one request."""
+    root = f"s3://{s3_bucket}/out"
+    local = tmp_path / "video.mp4"
+    local.write_bytes(b"video bytes")
+    injected = 0
+    for fault, count in (("reset_left", 3), ("slowdown_left", 2)):
+        for call in (lambda: atomic_write_bytes(join(root, "a.parquet"), b"data"),
+                     lambda: atomic_put_file(local, join(root, "b.mp4")),
+                     lambda: list_names(root)):
+            setattr(s3_proxy, fault, count)
+            call()
+            injected += count
+            assert s3_proxy.faults == injected, fault  # every fault hit a real request, which was retried
+    assert list_names(root) == ["a.parquet", "b.mp4"]
+    assert read_bytes(join(root, "a.parquet")) == b"data" and read_bytes(join(root, "b.mp4")) == b"video bytes"

@@ -53,9 +53,14 @@ def load_frames(path: str) -> tuple[np.ndarray, np.ndarray]:
         return data["train"], data["held_out"]
 
 
-@task(name="train-vqvae", retries=1, cache_policy=NO_CACHE, persist_result=False)
+@task(name="train-vqvae", retries=1, retry_condition_fn=only_transient, cache_policy=NO_CACHE,
+      persist_result=False)
 def train_task(frames_path: str, out_dir: str, cfg: TrainConfig, resume: bool) -> list[dict]:
-    """Train (resuming on a retry) and return the logged history."""
+    """Train (resuming on a retry) and return the logged history.
+
+    Only transient errors are retried: a refusal such as "already holds a checkpoint, pass
+    --resume" must reach the user, not be retried into a silent resume.
+    """
     logger = get_run_logger()
     train_frames, _ = load_frames(frames_path)
     again = (task_run.run_count or 1) > 1

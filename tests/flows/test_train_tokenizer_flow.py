@@ -40,11 +40,16 @@ def test_train_tokenizer_cli_runs_the_flow_and_resumes(prefect_server, sample_vi
     first = json.loads((out / "metrics.json").read_text())
     assert first["final_train"]["step"] == 200
     assert first["psnr_gain_db"] >= 3.0 and first["codebook_usage"] >= 0.5, first
-    assert (out / "reconstructions.png").is_file() and (out / "checkpoint" / "trainer.pt").is_file()
+    assert (out / "reconstructions.png").is_file() and (out / "checkpoint" / "trainer.safetensors").is_file()
     with np.load(out / "frames.npz", allow_pickle=False) as frames:  # tasks hand over a path, not arrays
         assert frames["train"].shape[1:] == (32, 32, 3) and len(frames["held_out"]) == first["held_out_frames"]
     tok = load_tokenizer(f"vqvae:{out / 'tokenizer'}")
     assert tok.tokenizer_id == first["tokenizer_id"]
+
+    state = (out / "checkpoint" / "trainer.safetensors").read_bytes()
+    assert cli_main([*common, "--steps", "250"]) == 2  # no --resume: refused once, never retried into a resume
+    assert "pass resume=True (--resume)" in capsys.readouterr().err
+    assert (out / "checkpoint" / "trainer.safetensors").read_bytes() == state
 
     assert cli_main([*common, "--steps", "250", "--resume"]) == 0
     second = json.loads((out / "metrics.json").read_text())

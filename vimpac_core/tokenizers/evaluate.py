@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vimpac_core.storage import replace_dir
 from vimpac_core.tokenizers.runtime import TorchTokenizer, VQVAETokenizer
 from vimpac_core.tokenizers.vqvae import VQVAE
 
@@ -79,8 +80,7 @@ def export_and_report(model: VQVAE, out_dir: str | os.PathLike, train: np.ndarra
     final, tmp = out / TOKENIZER_DIR, out / f"{TOKENIZER_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)
     tok = VQVAETokenizer.from_pretrained(final)
     metrics, recon = evaluate_tokenizer(tok, held_out, train)
     metrics.update(tokenizer_id=tok.tokenizer_id, tokenizer_spec=f"vqvae:{final.resolve()}",

@@ -17,7 +17,7 @@ import torch
 from vimpac_core.errors import TokenizerError
 from vimpac_core.tokenizers.base import parse_tokenizer_spec
 from vimpac_core.tokenizers.identity import make_tokenizer_id, sha256_file
-from vimpac_core.tokenizers.vqvae import VQVAE, WEIGHTS_NAME
+from vimpac_core.tokenizers.vqvae import VQVAE, WEIGHTS_NAME, pixels_to_model_range
 
 DOWNSAMPLE = 8
 
@@ -105,7 +105,7 @@ class VQVAETokenizer(TorchTokenizer):
                          self._encode, self._decode, batch_size)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_codes(x.mul_(2.0 / 255.0).sub_(1.0))
+        return self.model.encode_codes(pixels_to_model_range(x))
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.model.decode_codes(codes).add_(1.0).mul_(0.5)

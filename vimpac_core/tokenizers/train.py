@@ -21,14 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from vimpac_core.errors import CheckpointError, ConfigError
-from vimpac_core.tokenizers.vqvae import VQVAE, VQVAEConfig
+from vimpac_core.storage import complete_dir, replace_dir
+from vimpac_core.tokenizers.vqvae import VQVAE, VQVAEConfig, pixels_to_model_range
+from vimpac_core.train.checkpoint import load_optimizer_tensors, optimizer_tensors
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
-TRAINER_STATE = "trainer.pt"
+TRAINER_STATE = "trainer.safetensors"  # Adam moments by parameter name + the torch RNG; no pickle
 TRAIN_CONFIG = "train_config.json"
 
 
@@ -58,8 +62,7 @@ class TrainConfig:
 
 def to_model_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1]."""
-    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
-    return x.mul_(2.0 / 255.0).sub_(1.0)
+    return pixels_to_model_range(torch.as_tensor(frames).permute(0, 3, 1, 2).float())
 
 
 def perplexity(codes: torch.Tensor, codebook_size: int) -> float:
@@ -69,28 +72,28 @@ def perplexity(codes: torch.Tensor, codebook_size: int) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+def make_optimizer(model: VQVAE, lr: float) -> torch.optim.Adam:
+    """Adam whose group carries parameter names, so its state is saved and restored by name."""
+    names, params = zip(*model.named_parameters(), strict=True)
+    return torch.optim.Adam([{"params": list(params), "names": list(names)}], lr=lr)
+
+
 def save_checkpoint(out_dir: Path, model: VQVAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> Path:
     """Write ``out_dir/checkpoint`` atomically: build ``checkpoint.tmp``, then swap it in."""
-    final, tmp, old = out_dir / CHECKPOINT_DIR, out_dir / f"{CHECKPOINT_DIR}.tmp", out_dir / f"{CHECKPOINT_DIR}.old"
+    final, tmp = out_dir / CHECKPOINT_DIR, out_dir / f"{CHECKPOINT_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    torch.save({"step": step, "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / TRAINER_STATE)
+    tensors = {f"optimizer/{k}": v for k, v in optimizer_tensors(opt).items()}
+    save_file({**tensors, "torch_rng": torch.get_rng_state()}, str(tmp / TRAINER_STATE), metadata={"step": str(step)})
     (tmp / TRAIN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+    return replace_dir(tmp, final)
 
 
 def find_checkpoint(out_dir: Path) -> Path | None:
-    """The latest complete checkpoint folder (``checkpoint``, else ``checkpoint.old`` left by a crash
-    between the two renames), or None."""
-    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"):
-        if (out_dir / name / TRAINER_STATE).is_file():
-            return out_dir / name
-    return None
+    """The latest complete checkpoint folder (``checkpoint``, else the backup a crash inside
+    ``replace_dir`` left), or None."""
+    found = complete_dir(out_dir / CHECKPOINT_DIR)
+    return found if found is not None and (found / TRAINER_STATE).is_file() else None
 
 
 def load_checkpoint(path: Path, cfg: TrainConfig) -> tuple[VQVAE, dict]:
@@ -100,8 +103,9 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> tuple[VQVAE, dict]:
         raise CheckpointError(f"{path} was trained with model config {model.config}, not {cfg.model}; "
                               "use the same model flags to resume, or another --out")
     try:
-        state = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
+        with safe_open(str(path / TRAINER_STATE), "pt") as f:
+            state = {"step": int(f.metadata()["step"]), **{k: f.get_tensor(k) for k in f.keys()}}  # noqa: SIM118
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path / TRAINER_STATE} is unreadable ({exc}); delete {path} to start over") from exc
     return model, state
 
@@ -132,9 +136,10 @@ def train_vqvae(frames: np.ndarray, out_dir: str | os.PathLike, cfg: TrainConfig
         torch.manual_seed(cfg.seed)
         model, state, start = VQVAE(cfg.model), None, 0
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg.lr)
     if state is not None:
-        opt.load_state_dict(state["optimizer"])
+        prefix = "optimizer/"
+        load_optimizer_tensors(opt, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     history: list[dict] = []
     window = torch.zeros(cfg.model.codebook_size, dtype=torch.long)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tokenizer", disable=not progress)

@@ -26,6 +26,11 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+def pixels_to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """float pixels [B, 3, H, W] holding 0..255 -> the VQ-VAE's input range [-1, 1], in place."""
+    return x.mul_(2.0 / 255.0).sub_(1.0)
+
+
 @dataclass
 class VQVAEConfig:
     """Shape and training constants of a VQ-VAE.

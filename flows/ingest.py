@@ -52,7 +52,7 @@ def _summary(stats: list[dict]) -> dict:
     out = {k: sum(s[k] for s in stats) for k in keys}
     out["shards"] = len(stats)
     out["skipped_shards"] = sum(bool(s.get("skipped")) for s in stats)
-    out["retried_videos"] = sum(s["retried"] for s in stats)
+    out["extracted_videos"] = sum(s["extracted"] for s in stats)
     return out
 
 
@@ -75,7 +75,7 @@ def rerun_failed(out: str, include_permanent: bool = False) -> dict:
     plan = load_ingest_plan(out)
     targets = rerun_targets(plan, include_permanent)
     task_ = retry_shard.with_options(result_storage=result_storage_for(out), retries=plan.config.task_retries)
-    futures = [task_.submit(shard, plan.config, plan.tokenizer_id, ids, digest) for shard, ids, digest in targets]
+    futures = [task_.submit(shard, plan.config, plan.tokenizer_id, ids) for shard, ids in targets]
     summary = _summary(_collect(futures, "rerun-failed"))
     get_run_logger().info("rerun-failed %s: %s", out, summary)
     return summary

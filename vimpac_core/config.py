@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vimpac_core.errors import ConfigError
 from vimpac_core.tokenizers.base import parse_tokenizer_spec
@@ -22,7 +22,7 @@ class DownloadConfig(BaseModel):
         store: fsspec URL of a video store where fetched http(s) videos are kept (None: only a
             temporary local copy is made). Videos readable in place (local, s3) are never copied.
         max_bytes: refuse videos larger than this (bytes).
-        timeout_s: socket timeout of one request (seconds).
+        timeout_s: deadline of one whole download attempt, body included (seconds).
         retries: extra attempts for transient failures (5xx, resets, timeouts).
         backoff_s: first back-off delay (seconds), doubled after each attempt.
     """
@@ -44,6 +44,8 @@ class IngestConfig(BaseModel):
         out: output folder (fsspec URL) for shards/, manifest/, classes.json.
         root: folder that relative uris of the list resolve against (default: the list's folder).
         list_format: force the list format instead of guessing from the suffix.
+        class_index: classes of another ingest (its ``classes.json`` or output folder) so that
+            this list (e.g. val) maps class names to the same indices (None: this list's own).
         fps: target frames per second (FFmpeg fps-filter selection).
         frame_size: crop size in pixels (S); views resize the short side to S or 1.25 S.
         views: a view-set name (pretrain, finetune, test) or comma-separated explicit view specs.
@@ -66,6 +68,7 @@ class IngestConfig(BaseModel):
     out: str
     root: str | None = None
     list_format: Literal["csv", "jsonl", "parquet", "txt"] | None = None
+    class_index: str | None = None
     fps: float = Field(default=2.0, gt=0)
     frame_size: int = Field(default=128, gt=0)
     views: str = "pretrain"
@@ -89,6 +92,16 @@ class IngestConfig(BaseModel):
         if value % 8:
             raise ConfigError(f"frame_size={value} must be a multiple of 8 (tokenizers downsample by 8)")
         return value
+
+    @model_validator(mode="after")
+    def _valid_views(self) -> IngestConfig:
+        from vimpac_core.video.geometry import view_set  # the video package imports decord: only when needed
+
+        try:
+            view_set(self.views, self.frame_size, flip=self.flip)
+        except ValueError as exc:
+            raise ConfigError(f"views={self.views!r}: {exc}") from exc
+        return self
 
     @field_validator("tokenizer")
     @classmethod

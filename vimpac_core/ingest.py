@@ -25,13 +25,19 @@ from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
 from vimpac_core.config import IngestConfig
-from vimpac_core.download import stage_video
+from vimpac_core.download import drop_stored_copy, stage_video
 from vimpac_core.errors import ConfigError, VideoError, VimpacError
 from vimpac_core.inputs import VideoEntry, read_video_list
-from vimpac_core.shards.manifest import ManifestRow, latest_attempts, read_manifest, write_manifest
+from vimpac_core.shards.manifest import (
+    ManifestRow,
+    latest_attempts,
+    manifest_url,
+    read_manifest,
+    write_manifest,
+)
 from vimpac_core.shards.schema import CLASSES_FILE, PLAN_FILE
-from vimpac_core.shards.writer import TokenRow, read_shard, write_shard
-from vimpac_core.storage import atomic_write_bytes, exists, join, read_bytes
+from vimpac_core.shards.writer import TokenRow, read_shard, shard_url, write_shard
+from vimpac_core.storage import atomic_write_bytes, exists, join, read_bytes, remove_stale_temps
 
 _QUEUE_WINDOWS = 4  # decoded windows buffered between decode and encode (bounds memory)
 
@@ -76,7 +82,8 @@ def prepare_output(config: IngestConfig, tokenizer_id: str) -> IngestPlan:
     Raises ConfigError when the folder already holds another ingest (other list or settings):
     shards of two plans must never mix in one folder.
     """
-    entries, classes = read_video_list(config.inputs, root=config.root, list_format=config.list_format)
+    entries, classes = read_video_list(config.inputs, root=config.root, list_format=config.list_format,
+                                       class_index=config.class_index)
     plan = IngestPlan(config=config, tokenizer_id=tokenizer_id, classes=classes,
                       shards=plan_shards(entries, config, tokenizer_id))
     plan_url = join(config.out, PLAN_FILE)
@@ -284,7 +291,7 @@ def process_shard(shard: ShardPlan, config: IngestConfig, tokenizer, *, retry_id
             with ``attempts`` one higher, its earlier rows stay as history). A shard
             that never committed is extracted whole whatever ``retry_ids`` says.
     Returns:
-        {"shard_id", "videos", "ok", "failed", "rows", "frames", "seconds", "retried"}.
+        {"shard_id", "videos", "ok", "failed", "rows", "frames", "seconds", "extracted"} (extracted: videos decoded and encoded by this call).
     """
     from vimpac_core.video import view_set
 
@@ -305,11 +312,15 @@ def process_shard(shard: ShardPlan, config: IngestConfig, tokenizer, *, retry_id
         before = previous.get(entry.video_id)
         rows, row = _video_outcome(shard.shard_id, res, before.attempts + 1 if before else 1, view_names,
                                    config, tokenizer.tokenizer_id, run_id)
+        if row.status == "failed" and row.error_class == "permanent":
+            drop_stored_copy(entry.uri, entry.video_id, config.download)  # a later retry fetches the source again
         token_rows.extend(rows)
         manifest.append(row)
+    for url in (shard_url(config.out, shard.shard_id), manifest_url(config.out, shard.shard_id)):
+        remove_stale_temps(url)  # this task owns the shard: what a killed earlier attempt left is garbage
     write_shard(config.out, shard.shard_id, token_rows)
     write_manifest(config.out, shard.shard_id, manifest)
-    return shard_stats(shard.shard_id, latest_attempts(manifest), time.perf_counter() - start, retried=len(todo))
+    return shard_stats(shard.shard_id, latest_attempts(manifest), time.perf_counter() - start, extracted=len(todo))
 
 
 def _group_by_video(records: list[dict]) -> dict[str, list[dict]]:
@@ -319,7 +330,7 @@ def _group_by_video(records: list[dict]) -> dict[str, list[dict]]:
     return grouped
 
 
-def shard_stats(shard_id: str, manifest: list[ManifestRow], seconds: float, *, retried: int) -> dict:
+def shard_stats(shard_id: str, manifest: list[ManifestRow], seconds: float, *, extracted: int) -> dict:
     """Per-shard figures for logs and the Prefect table artifact."""
     ok = [r for r in manifest if r.status == "ok"]
     return {
@@ -330,11 +341,11 @@ def shard_stats(shard_id: str, manifest: list[ManifestRow], seconds: float, *, r
         "rows": sum(r.rows for r in ok),
         "frames": sum((r.num_frames or 0) * r.rows for r in ok),
         "seconds": round(seconds, 3),
-        "retried": retried,
+        "extracted": extracted,
     }
 
 
 def committed_stats(out: str, shard_id: str) -> dict | None:
     """Stats of an already committed shard (None when its manifest is absent)."""
     rows = read_manifest(out, shard_id)
-    return None if rows is None else shard_stats(shard_id, latest_attempts(rows), 0.0, retried=0)
+    return None if rows is None else shard_stats(shard_id, latest_attempts(rows), 0.0, extracted=0)

@@ -13,6 +13,7 @@ a fault-injecting proxy; an error that outlasts those retries reaches the caller
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -90,6 +91,20 @@ def atomic_put_file(local: str | Path, url: str) -> None:
     fs.put_file(str(local), path)  # an object appears only once its (multipart) upload completes
 
 
+def remove_stale_temps(url: str) -> int:
+    """Delete the temporary files an interrupted ``atomic_write_bytes``/``atomic_put_file`` of
+    ``url`` left behind (a kill -9 mid-write); returns how many. Call it only where no other
+    writer of ``url`` can be running. Object stores leave no such files: 0."""
+    fs, path = get_fs(url)
+    if not isinstance(fs, LocalFileSystem):
+        return 0
+    target = Path(path)
+    stale = list(target.parent.glob(f"{TEMP_PREFIX}{glob.escape(target.name)}.*")) if target.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def read_bytes(url: str) -> bytes:
     """The whole content of ``url``."""
     fs, path = get_fs(url)
@@ -130,3 +145,28 @@ def read_parquet(url: str, schema=None):
     sink = pa.BufferOutputStream()
     sink.write(read_bytes(url))
     return pq.read_table(pa.BufferReader(sink.getvalue()), schema=schema)
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Swap the fully written local folder ``tmp`` in as ``final`` (replacing any earlier one).
+
+    At every instant a complete folder exists under ``final`` or, between the two renames, under
+    its backup ``<final>.old``; :func:`complete_dir` finds whichever survived a crash.
+    """
+    tmp, final = Path(tmp), Path(final)
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete_dir(final: str | Path) -> Path | None:
+    """``final``, else the backup a crash inside :func:`replace_dir` left, else None."""
+    final = Path(final)
+    for candidate in (final, final.with_name(final.name + ".old")):
+        if candidate.is_dir():
+            return candidate
+    return None

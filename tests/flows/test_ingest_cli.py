@@ -1,5 +1,5 @@
 """`vimpac ingest | inspect | rerun-failed` end to end as subprocesses (real Prefect server,
-moto S3, localhost http), and a kill -9 in the middle of an ingest followed by a rerun."""
+moto S3, localhost http), and a kill -9 in the middle of an ingest followed by `rerun-failed`."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_cli_ingest_inspect_rerun_failed_on_s3(prefect_server, s3_bucket, clips,
 
     handler.flaky_left[flaky] = 0
     rerun = json.loads(vimpac("rerun-failed", out).stdout.strip().splitlines()[-1])
-    assert (rerun["shards"], rerun["retried_videos"], rerun["ok"], rerun["failed"]) == (1, 1, 1, 1)
+    assert (rerun["shards"], rerun["extracted_videos"], rerun["ok"], rerun["failed"]) == (1, 1, 1, 1)
     text = vimpac("inspect", out).stdout
     assert "2/2 committed, 3 rows" in text and "3 ok, 1 failed" in text and "readme" in text
     fs.invalidate_cache()
@@ -69,7 +69,7 @@ def _valid_parquet_files(folder: Path) -> list[str]:
     return names
 
 
-def test_kill_9_mid_ingest_then_rerun_completes_without_duplicates(prefect_server, tmp_path, sample_videos,
+def test_kill_9_mid_ingest_then_rerun_failed_completes_without_duplicates(prefect_server, tmp_path, sample_videos,
                                                                    tiny_tokenizer):
     rows = [{"uri": str(p), "video_id": f"{name}-{k}"} for k in range(2) for name, p in sorted(sample_videos.items())]
     lst = write_csv(tmp_path / "list.csv", rows)
@@ -92,8 +92,8 @@ def test_kill_9_mid_ingest_then_rerun_completes_without_duplicates(prefect_serve
     assert 1 <= len(committed) < len(rows), "the kill must land mid-ingest"
     assert set(committed) <= set(_valid_parquet_files(out / "shards"))  # manifest only after its shard
 
-    vimpac("ingest", str(lst), "--out", str(out), "--tokenizer", tiny_tokenizer, "--shard-size", "1",
-           "--max-workers", "1", "--fps", "25", "--frame-size", "64", "--batch-size", "16")
+    rerun = json.loads(vimpac("rerun-failed", str(out)).stdout.strip().splitlines()[-1])
+    assert rerun["shards"] == len(rows) - len(committed)  # only the shards that never committed
     info = json.loads(vimpac("inspect", str(out), "--json").stdout)
     assert (info["shards_committed"], info["videos_ok"], info["rows"]) == (len(rows), len(rows), len(rows))
     ids = [r for name in _valid_parquet_files(out / "shards")
@@ -101,3 +101,4 @@ def test_kill_9_mid_ingest_then_rerun_completes_without_duplicates(prefect_serve
     assert sorted(ids) == sorted(r["video_id"] for r in rows)  # complete, no duplicates
     for name in committed:  # shards committed before the kill were skipped, not redone
         assert pq.read_table(out / "manifest" / f"{name}.parquet").column("attempts").to_pylist() == [1]
+    assert not [p.name for sub in ("shards", "manifest") for p in (out / sub).iterdir() if p.name.startswith(".")]

@@ -69,15 +69,19 @@ def test_ingest_caches_across_runs_and_rerun_failed_retries_only_failed(prefect_
     kinds = sorted(a.type for a in asyncio.run(_artifacts(flow_runs[0].id)))
     assert kinds == ["progress", "table"]
 
-    second = run_ingest(cfg)  # a brand-new flow run: every shard comes from the cache
-    assert second["ok"] == 3 and second["retried_videos"] == 3 + 2
+    second = run_ingest(cfg)  # a brand-new flow run: the manifests say every shard is done
+    assert (second["ok"], second["skipped_shards"], second["extracted_videos"]) == (3, 3, 0)
+    flow_runs = asyncio.run(_recent_flow_runs("ingest"))
+    assert asyncio.run(_task_states(flow_runs[0].id))["tokenize-shard"] == ["Completed"] * 3
+    third = run_ingest(cfg.model_copy(update={"max_workers": 1, "batch_size": 4}))  # runtime knobs: same key
+    assert third == second
     flow_runs = asyncio.run(_recent_flow_runs("ingest"))
     assert asyncio.run(_task_states(flow_runs[0].id))["tokenize-shard"] == ["Cached"] * 3
 
     hits_before = handler.hits.get(flaky, 0)
     handler.flaky_left[flaky] = 0  # the server recovered
     rerun = run_rerun_failed(cfg.out)
-    assert (rerun["shards"], rerun["retried_videos"], rerun["failed"]) == (1, 1, 0)  # the 404 (permanent) is left
+    assert (rerun["shards"], rerun["extracted_videos"], rerun["failed"]) == (1, 1, 0)  # the 404 (permanent) is left
     assert handler.hits[flaky] == hits_before + 1
     attempts = [(r["video_id"], r["attempts"], r["status"]) for r in read_all_manifests(cfg.out).to_pylist()]
     assert [a for a in attempts if a[0] == "clip3"] == [("clip3", 1, "failed"), ("clip3", 2, "ok")]
@@ -89,9 +93,17 @@ def test_ingest_caches_across_runs_and_rerun_failed_retries_only_failed(prefect_
 
     again = run_rerun_failed(cfg.out)  # nothing retriable left: nothing runs
     assert again["shards"] == 0
-    third = run_ingest(cfg.model_copy(update={"max_workers": 1}))  # cold cache (other inputs): manifests skip
-    assert third["skipped_shards"] == 3 and third["ok"] == 4
-    assert read_all_manifests(cfg.out).num_rows == len(attempts)  # the cold-cache run added no attempt
+    fourth = run_ingest(cfg)  # the retry changed a manifest: its figures are today's, not the cached ones
+    assert (fourth["ok"], fourth["failed"], fourth["skipped_shards"]) == (4, 1, 3)
+    assert read_all_manifests(cfg.out).num_rows == len(attempts)  # skipping added no attempt
+
+    plan = load_plan(cfg.out)  # a shard's files deleted while its cached result is kept: redone, not trusted
+    gone = plan.shards[0].shard_id
+    for sub in ("shards", "manifest"):
+        (tmp_path / "out" / sub / f"{gone}.parquet").unlink()
+    fifth = run_ingest(cfg)
+    assert (fifth["ok"], fifth["skipped_shards"], fifth["extracted_videos"]) == (4, 2, 2)
+    assert read_shard(cfg.out, gone).num_rows == 2
 
 
 async def _recent_flow_runs(name: str):

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from vimpac_core.config import DownloadConfig, IngestConfig
@@ -12,7 +18,8 @@ from vimpac_core.errors import ConfigError
 from vimpac_core.ingest import failed_video_ids, get_tokenizer, load_plan, prepare_output, process_shard
 from vimpac_core.shards.manifest import read_manifest
 from vimpac_core.shards.writer import read_shard
-from vimpac_core.video import probe
+from vimpac_core.tokenizers import load_tokenizer
+from vimpac_core.video import probe, write_synthetic_video
 
 from .conftest import make_bad_files, write_csv
 
@@ -78,6 +85,8 @@ def test_real_sample_clips_rows_follow_fps_selection(tmp_path, sample_videos, ti
     (stats,) = _run_all(cfg)
     assert stats["ok"] == 2 and stats["rows"] == 6  # 2 videos x 3 test views
     rows = _rows_by_video(cfg.out)
+    tokenizer_id = load_tokenizer(tiny_tokenizer).tokenizer_id
+    assert tokenizer_id.startswith("vqvae:") and len(tokenizer_id) == len("vqvae:") + 64
     for name in names:
         _, expected_times = probe(sample_videos[name]).select(2.0)
         for view in ("s32-top-noflip", "s32-center-noflip", "s32-bottom-noflip"):
@@ -85,7 +94,7 @@ def test_real_sample_clips_rows_follow_fps_selection(tmp_path, sample_videos, ti
             assert rec["num_frames"] == len(expected_times) == 8  # 4.004 s at 2 fps
             assert (rec["grid_h"], rec["grid_w"]) == (4, 4)
             np.testing.assert_allclose(rec["timestamps"], expected_times)
-            assert rec["tokenizer"].startswith("vqvae:") and rec["label"] == names.index(name) ^ 1
+            assert rec["tokenizer"] == tokenizer_id and rec["label"] == names.index(name) ^ 1
     import hashlib
 
     for row in read_manifest(cfg.out, stats["shard_id"]):  # the fetched bytes are recorded
@@ -106,7 +115,7 @@ def test_retry_ids_reprocess_only_failed_videos_without_duplicates(tmp_path, cli
     assert failed_video_ids(cfg.out, shard) == {"clip1"}
     before = read_shard(cfg.out, shard.shard_id).to_pylist()
     second = process_shard(shard, cfg, tok, retry_ids={"clip1"})
-    assert (second["ok"], second["failed"], second["retried"]) == (3, 0, 1)
+    assert (second["ok"], second["failed"], second["extracted"]) == (3, 0, 1)
     after = read_shard(cfg.out, shard.shard_id).to_pylist()
     assert [r["video_id"] for r in after] == ["clip0", "clip1", "clip2"]  # list order, no duplicates
     assert [r for r in after if r["video_id"] != "clip1"] == before
@@ -176,6 +185,76 @@ def test_a_shard_left_uncommitted_is_redone_whole_by_a_retry(tmp_path, clips, ti
     (tmp_path / "out" / "manifest" / f"{shard.shard_id}.parquet").unlink()  # killed between shard and manifest
     assert failed_video_ids(cfg.out, shard) is None
     stats = process_shard(shard, cfg, tok, retry_ids=set())
-    assert (stats["retried"], stats["ok"], stats["rows"]) == (2, 2, 2)
+    assert (stats["extracted"], stats["ok"], stats["rows"]) == (2, 2, 2)
     assert [r.attempts for r in read_manifest(cfg.out, shard.shard_id)] == [1, 1]
     assert read_shard(cfg.out, shard.shard_id).column("video_id").to_pylist() == ["clip0", "clip1"]
+
+
+def _stop_decoder_when_it_opens(path: Path, done: threading.Event, stopped: list[int]) -> None:
+    """Freeze (SIGSTOP) the decoder worker as soon as it has ``path`` open: a real hang, whatever
+    phase (probe or decode) it is in. The caller's timeout must then kill it."""
+    import psutil
+
+    from vimpac_core.video import live_worker_pids
+
+    target = str(path.resolve())
+    while not done.is_set() and not stopped:
+        for pid in live_worker_pids():
+            try:
+                if any(f.path == target for f in psutil.Process(pid).open_files()):
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+                    return
+            except psutil.Error:
+                continue
+        time.sleep(0.002)
+
+
+def test_a_hung_decoder_is_killed_and_recorded_and_the_shard_goes_on(tmp_path, clips, tiny_tokenizer):
+    victim = write_synthetic_video(tmp_path / "victim.mp4", num_frames=400, fps=25, width=48, height=32, seed=9)
+    entries = [{"uri": str(clips[0])}, {"uri": str(victim)}, {"uri": str(clips[2])}]
+    cfg = _config(write_csv(tmp_path / "l.csv", entries), tmp_path / "out", tiny_tokenizer,
+                  probe_timeout_s=3.0, decode_timeout_s=3.0)
+    clean = _config(write_csv(tmp_path / "c.csv", [entries[0], entries[2]]), tmp_path / "clean", tiny_tokenizer)
+    _run_all(clean)
+    done, stopped = threading.Event(), []
+    watcher = threading.Thread(target=_stop_decoder_when_it_opens, args=(victim, done, stopped), daemon=True)
+    watcher.start()
+    try:
+        (stats,) = _run_all(cfg)
+    finally:
+        done.set()
+        watcher.join()
+    assert stopped, "the watcher never saw the victim open: the test proved nothing"
+    assert not psutil.pid_exists(stopped[0]) or psutil.Process(stopped[0]).status() == psutil.STATUS_ZOMBIE
+    assert (stats["ok"], stats["failed"]) == (2, 1)
+    row = {r.video_id: r for r in read_manifest(cfg.out, stats["shard_id"])}["victim"]
+    assert (row.status, row.error_class, row.error_type) == ("failed", "retriable", "DecodeTimeoutError")
+    assert "3" in row.error_message and "killed" in row.error_message
+    got, want = _rows_by_video(cfg.out), _rows_by_video(clean.out)
+    assert got.keys() == want.keys()
+    for key, rec in want.items():
+        assert got[key]["tokens"] == rec["tokens"]
+    # The hang was transient: a retry of that video alone now succeeds.
+    tok = get_tokenizer(cfg.tokenizer, cfg.device, cfg.batch_size)
+    retry = process_shard(load_plan(cfg.out).shards[0], cfg, tok, retry_ids={"victim"})
+    assert (retry["ok"], retry["failed"], retry["extracted"]) == (3, 0, 1)
+
+
+def test_a_stored_copy_that_failed_permanently_is_fetched_again_on_retry(tmp_path, clips, tiny_tokenizer,
+                                                                          http_server):
+    base, handler = http_server
+    www = tmp_path / "www"
+    (www / "fixme.mp4").write_bytes(b"\x00garbage, not a video" * 50)
+    lst = write_csv(tmp_path / "l.csv", [{"uri": str(clips[0])}, {"uri": f"{base}/fixme.mp4"}])
+    cfg = _config(lst, tmp_path / "out", tiny_tokenizer,
+                  download=DownloadConfig(store=str(tmp_path / "store"), retries=0, timeout_s=5))
+    (first,) = _run_all(cfg)
+    assert (first["ok"], first["failed"]) == (1, 1)
+    shard = load_plan(cfg.out).shards[0]
+    assert failed_video_ids(cfg.out, shard, include_permanent=True) == {"fixme"}
+    (www / "fixme.mp4").write_bytes(clips[1].read_bytes())  # the source was fixed
+    tok = get_tokenizer(cfg.tokenizer, cfg.device, cfg.batch_size)
+    retry = process_shard(shard, cfg, tok, retry_ids={"fixme"})
+    assert (retry["ok"], retry["failed"]) == (2, 0)
+    assert handler.hits["/fixme.mp4"] == 2  # the bad stored copy was dropped, not reused

@@ -63,3 +63,17 @@ def test_s3_writes_and_listings_retry_transient_errors(s3_bucket, s3_proxy, tmp_
             assert s3_proxy.faults == injected, fault  # every fault hit a real request, which was retried
     assert list_names(root) == ["a.parquet", "b.mp4"]
     assert read_bytes(join(root, "a.parquet")) == b"data" and read_bytes(join(root, "b.mp4")) == b"video bytes"
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
+    from vimpac_core.storage import TEMP_PREFIX, atomic_write_bytes, remove_stale_temps
+
+    url = str(tmp_path / "shards" / "00001-abc.parquet")
+    atomic_write_bytes(url, b"whole")
+    left = [tmp_path / "shards" / f"{TEMP_PREFIX}00001-abc.parquet.x1y2", tmp_path / "shards" / f"{TEMP_PREFIX}00001-abc.parquet.z9"]
+    other = tmp_path / "shards" / f"{TEMP_PREFIX}00002-def.parquet.q"  # another shard's: not ours to delete
+    for path in (*left, other):
+        path.write_bytes(b"partial")
+    assert remove_stale_temps(url) == 2
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == sorted(["00001-abc.parquet", other.name])
+    assert remove_stale_temps(str(tmp_path / "nowhere" / "x.parquet")) == 0

@@ -66,3 +66,14 @@ def test_reads_from_s3(s3_bucket):
     write_token_shards(f"s3://{s3_bucket}/out", rows, rows_per_shard=4, row_group_size=2)
     index = _check_roundtrip(f"s3://{s3_bucket}/out", rows)
     assert all(f.startswith("s3://") for f in index.files)
+
+
+def test_ingest_output_counts_only_committed_shards(tmp_path, caplog):
+    """A shard file whose manifest was never written (a crash in between) is not done: left out."""
+    rows = token_rows(8)
+    write_token_shards(str(tmp_path), rows, rows_per_shard=4)
+    (tmp_path / "manifest").mkdir()
+    (tmp_path / "manifest" / "shard-0001.parquet").write_bytes(b"")  # only the second shard committed
+    index = ShardIndex.build(str(tmp_path))
+    assert {v.video_id for v in index.videos} == {r["video_id"] for r in rows[4:]}
+    assert "1 shard file(s) without a manifest left out" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from vimpac_core.shards.schema import SHARD_SCHEMA, tokens_to_grid
@@ -28,6 +29,8 @@ def test_round_trip_keeps_codes_and_shape(tmp_path):
         np.testing.assert_allclose(rec["timestamps"], row.timestamps)
         assert rec["label"] == 1 and rec["fps"] == 2.0
     assert read_shard(str(tmp_path), "nope") is None
+    meta = pq.ParquetFile(url).metadata  # DATA.md: zstd, every column
+    assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
 
 
 def test_empty_shard_and_rewrite(tmp_path):

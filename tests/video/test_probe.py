@@ -37,6 +37,10 @@ def test_vfr_times_match_pyav_pts_and_decord(clips, vfr_times):
         info.frame_times[:, 0], reader.get_frame_timestamp(range(len(reader)))[:, 0], atol=1e-4
     )
     assert np.all(info.frame_times[:-1, 1] == info.frame_times[1:, 0])
+    # Shards record source times: the first frame's own 0.05 s is kept, not dropped.
+    assert info.start_s == pytest.approx(vfr_times[0], abs=1e-6)
+    idx, stamps = info.select(4.0)
+    np.testing.assert_allclose(stamps, vfr_times[idx], atol=1e-5)
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])

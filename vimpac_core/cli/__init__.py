@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; our errors (bad input, config, checkpoint) print one line and exit 2."""
+    from pydantic import ValidationError
+
+    from vimpac_core.errors import VimpacError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -36,7 +41,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (VimpacError, ValidationError) as exc:
+        print(f"vimpac {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def _one_line(exc: Exception) -> str:
+    """A pydantic error as 'field: message' lines joined; ours as they are."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            where = ".".join(map(str, err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}" if where else msg)
+        return "; ".join(parts)
+    return str(exc)
 
 
 if __name__ == "__main__":

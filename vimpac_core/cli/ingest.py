@@ -14,9 +14,10 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 from vimpac_core.config import DownloadConfig, IngestConfig
+from vimpac_core.errors import ConfigError
 from vimpac_core.shards.manifest import ManifestRow, committed_shards, latest_attempts, read_all_manifests
-from vimpac_core.shards.schema import SHARDS_DIR
-from vimpac_core.storage import get_fs, join, list_names
+from vimpac_core.shards.writer import shard_url
+from vimpac_core.storage import exists, get_fs
 
 
 def _add_ingest(sub: argparse._SubParsersAction) -> None:
@@ -26,11 +27,18 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True, help="dalle:PATH (encoder.pkl or converted folder) or vqvae:PATH")
     p.add_argument("--root", help="folder relative uris resolve against (default: the list's folder)")
     p.add_argument("--list-format", choices=["csv", "jsonl", "parquet", "txt"])
+    p.add_argument("--class-index", help="classes.json (or output folder) of another ingest, e.g. the train "
+                                         "list's, so class names map to the same indices")
     p.add_argument("--fps", type=float, default=2.0, help="target frames per second (FFmpeg fps filter)")
-    p.add_argument("--frame-size", type=int, default=128, help="crop size S (short side resized to S or 1.25 S)")
-    p.add_argument("--views", default="pretrain",
-                   help="pretrain | finetune | test | comma-separated view names like s160-top-flip")
+    p.add_argument("--frame-size", "--frame-out-size", type=int, default=128,
+                   help="crop size S (short side resized to S or 1.25 S)")
+    p.add_argument("--views", default=None,
+                   help="pretrain (default) | finetune | test | comma-separated view names like s160-top-flip")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no flipped views (SSV2-like data)")
+    one = p.add_argument_group("one view, as the original extraction script's flags (instead of --views)")
+    one.add_argument("--frame-shorter-size", type=int, help="resize the shorter side to this (default: --frame-size)")
+    one.add_argument("--crop-type", choices=["top", "center", "bottom"], help="crop position (default: center)")
+    one.add_argument("--hflip", action="store_true", help="flip the crop horizontally")
     p.add_argument("--device", default="cpu", help="tokenizer device (cpu, cuda, cuda:1)")
     p.add_argument("--shard-size", type=int, default=64, help="videos per shard")
     p.add_argument("--batch-size", type=int, default=64, help="frames per tokenizer batch")
@@ -39,7 +47,8 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decode-timeout", type=float, default=300.0, help="seconds per video")
     p.add_argument("--video-store", help="fsspec URL where fetched http(s) videos are kept")
     p.add_argument("--max-bytes", type=int, default=2 * 1024**3, help="byte cap per video")
-    p.add_argument("--download-timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--download-timeout", type=float, default=60.0,
+                   help="seconds per download attempt (the whole body)")
     p.add_argument("--download-retries", type=int, default=3, help="retries of transient download failures")
     p.add_argument("--task-runner", choices=["threads", "dask"], default="threads")
     p.add_argument("--max-workers", type=int, default=2, help="concurrent shard tasks / local Dask workers")
@@ -48,13 +57,25 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ingest)
 
 
+def views_from_args(args: argparse.Namespace) -> str:
+    """--views, or the one view that --frame-shorter-size / --crop-type / --hflip describe."""
+    single = args.frame_shorter_size is not None or args.crop_type is not None or args.hflip
+    if single and args.views is not None:
+        raise ConfigError("give either --views or --frame-shorter-size/--crop-type/--hflip, not both")
+    if not single:
+        return args.views or "pretrain"
+    short = args.frame_shorter_size if args.frame_shorter_size is not None else args.frame_size
+    return f"s{short}-{args.crop_type or 'center'}-{'flip' if args.hflip else 'noflip'}"
+
+
 def config_from_args(args: argparse.Namespace) -> IngestConfig:
     """The IngestConfig that `vimpac ingest` flags describe."""
     download = DownloadConfig(store=args.video_store, max_bytes=args.max_bytes,
                               timeout_s=args.download_timeout, retries=args.download_retries)
     return IngestConfig(
-        inputs=args.inputs, out=args.out, root=args.root, list_format=args.list_format, fps=args.fps,
-        frame_size=args.frame_size, views=args.views, flip=args.flip, tokenizer=args.tokenizer,
+        inputs=args.inputs, out=args.out, root=args.root, list_format=args.list_format,
+        class_index=args.class_index, fps=args.fps,
+        frame_size=args.frame_size, views=views_from_args(args), flip=args.flip, tokenizer=args.tokenizer,
         device=args.device, shard_size=args.shard_size, batch_size=args.batch_size,
         decode_window=args.decode_window, probe_timeout_s=args.probe_timeout,
         decode_timeout_s=args.decode_timeout, download=download, task_runner=args.task_runner,
@@ -64,9 +85,14 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ShardTasksFailed, run_ingest
+    from vimpac_core.ingest import get_tokenizer
 
+    config = config_from_args(args)
+    if not exists(config.inputs):
+        raise ConfigError(f"video list {config.inputs} does not exist")
+    get_tokenizer(config.tokenizer, config.device, config.batch_size)  # bad weights fail here, not in a flow
     try:
-        summary = run_ingest(config_from_args(args))
+        summary = run_ingest(config)
     except ShardTasksFailed as exc:
         print(f"vimpac ingest: {exc}", file=sys.stderr)
         return 1
@@ -94,9 +120,10 @@ def inspect_output(out: str) -> dict:
     history = read_all_manifests(out).to_pylist()
     # A video's state is its latest attempt; earlier rows are history.
     manifest = [vars(r) for r in latest_attempts([ManifestRow(**m) for m in history])]
+    committed = committed_shards(out)
     rows = 0
-    for name in list_names(join(out, SHARDS_DIR), ".parquet"):
-        fs, path = get_fs(join(out, SHARDS_DIR, name))
+    for shard_id in committed:  # only shards whose manifest exists are done
+        fs, path = get_fs(shard_url(out, shard_id))
         with fs.open(path, "rb") as f:
             rows += pq.ParquetFile(f).metadata.num_rows
     failed = [m for m in manifest if m["status"] == "failed"]
@@ -108,7 +135,7 @@ def inspect_output(out: str) -> dict:
         "views": plan.config.views,
         "classes": len(plan.classes),
         "shards_planned": len(plan.shards),
-        "shards_committed": len(committed_shards(out)),
+        "shards_committed": len(committed),
         "videos": len(manifest),
         "attempts": len(history),
         "videos_ok": len(manifest) - len(failed),

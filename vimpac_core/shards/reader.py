@@ -8,6 +8,8 @@ group at a time through `RowGroupCache`, which keeps at most ``capacity`` row gr
 
 from __future__ import annotations
 
+import logging
+import posixpath
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -16,7 +18,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vimpac_core.errors import PermanentError
-from vimpac_core.shards.schema import SHARD_SCHEMA, SHARDS_DIR, tokens_to_grid
+from vimpac_core.shards.schema import MANIFEST_DIR, SHARD_SCHEMA, SHARDS_DIR, tokens_to_grid
+
+log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ["video_id", "view", "label", "split", "num_frames", "grid_h", "grid_w"]
 
@@ -65,6 +69,8 @@ class ShardIndex:
     def build(cls, url: str, *, split: str | None = None, storage_options: dict | None = None) -> ShardIndex:
         """Index ``<url>/shards/*.parquet`` (or ``<url>/*.parquet`` when there is no shards/ folder).
 
+        In an ingest output (a ``manifest/`` folder beside ``shards/``) only committed shards
+        count: a shard file whose manifest was never written is not done (DATA.md) and is left out.
         ``split`` keeps only rows of that split (rows with a null split are kept by any filter).
         Raises ShardReadError when no shard is found or a file lacks a schema column.
         """
@@ -72,6 +78,13 @@ class ShardIndex:
         root = root.rstrip("/")
         folder = f"{root}/{SHARDS_DIR}" if fs.isdir(f"{root}/{SHARDS_DIR}") else root
         paths = sorted(p for p in fs.ls(folder, detail=False) if p.endswith(".parquet"))
+        if fs.isdir(f"{root}/{MANIFEST_DIR}"):
+            done = {posixpath.basename(p) for p in fs.ls(f"{root}/{MANIFEST_DIR}", detail=False)}
+            left_out = [p for p in paths if posixpath.basename(p) not in done]
+            if left_out:
+                log.warning("%s: %d shard file(s) without a manifest left out (not committed; "
+                            "`vimpac rerun-failed` finishes them)", url, len(left_out))
+            paths = [p for p in paths if posixpath.basename(p) in done]
         if not paths:
             raise ShardReadError(f"no shard files (*.parquet) under {url!r}: run `vimpac ingest` first or fix the URL")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]

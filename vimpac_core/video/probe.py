@@ -34,6 +34,7 @@ class VideoInfo:
         rotation: display rotation in degrees counterclockwise, one of 0, 90, 180, 270.
         codec: FFmpeg codec name, e.g. 'h264'.
         avg_fps: num_frames / duration_s (frames per second).
+        start_s: source time of the first frame (its pts in seconds; 0 for most files).
     """
 
     uri: str
@@ -45,12 +46,14 @@ class VideoInfo:
     rotation: int
     codec: str
     avg_fps: float
+    start_s: float = 0.0
 
     def select(self, fps: float) -> tuple[np.ndarray, np.ndarray]:
         """Frames to keep at ``fps`` (FFmpeg's fps filter, see ``fps_select``).
 
         Returns:
-            (indices int64 [M], timestamps float32 [M] = start time in seconds of each chosen frame).
+            (indices int64 [M], timestamps float32 [M] = source time in seconds of each chosen
+            frame's start: ``start_s`` plus its offset from the first frame).
         Raises:
             VideoError: the video is too short to give a single frame at this fps.
             ValueError: fps <= 0.
@@ -61,7 +64,7 @@ class VideoInfo:
                 f"{self.uri}: too short for fps={fps}: {self.num_frames} frame(s), {self.duration_s:.3f} s "
                 "give no output frame; drop the video or lower no further than its length allows"
             )
-        return indices, self.frame_times[indices, 0].astype(np.float32)
+        return indices, (self.start_s + self.frame_times[indices, 0]).astype(np.float32)
 
 
 def _packet_times(stream) -> tuple[np.ndarray, np.ndarray] | None:
@@ -159,14 +162,14 @@ def probe_local(path: str) -> VideoInfo:
     if num_frames == 0 or decord_times is None:
         raise VideoError(f"{path}: no frames; the file is empty or truncated")
     if packets is not None and len(packets[0]) == num_frames and time_base > 0:
-        times = _times_from_packets(*packets, time_base)
+        times, start = _times_from_packets(*packets, time_base), float(packets[0][0]) * time_base
     else:
-        times = decord_times - decord_times[0, 0]
+        times, start = decord_times - decord_times[0, 0], float(decord_times[0, 0])
         times[:, 1] = np.maximum(times[:, 1], np.append(times[1:, 0], times[-1, 1]))
     duration = float(times[-1, 1] - times[0, 0])
     width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
     avg_fps = num_frames / duration if duration > 0 else float(stream.average_rate or 0)
-    return VideoInfo(path, num_frames, times, duration, width, height, rotation, codec, avg_fps)
+    return VideoInfo(path, num_frames, times, duration, width, height, rotation, codec, avg_fps, start)
 
 
 def check_local_file(path: str | os.PathLike) -> str:

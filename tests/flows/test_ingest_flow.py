@@ -4,6 +4,7 @@ rerun of only failed videos, artifacts, and the Dask runner."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -66,8 +67,13 @@ def test_ingest_caches_across_runs_and_rerun_failed_retries_only_failed(prefect_
     flow_runs = asyncio.run(_recent_flow_runs("ingest"))
     states = asyncio.run(_task_states(flow_runs[0].id))
     assert states["tokenize-shard"] == ["Completed"] * 3
-    kinds = sorted(a.type for a in asyncio.run(_artifacts(flow_runs[0].id)))
-    assert kinds == ["progress", "table"]
+    artifacts = {a.type: a for a in asyncio.run(_artifacts(flow_runs[0].id))}
+    assert sorted(artifacts) == ["progress", "table"]
+    assert float(artifacts["progress"].data) == 100.0
+    table = artifacts["table"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert sorted(r["shard_id"] for r in table) == sorted(s.shard_id for s in load_plan(cfg.out).shards)
+    assert sum(r["ok"] for r in table) == 3 and sum(r["failed"] for r in table) == 2
 
     second = run_ingest(cfg)  # a brand-new flow run: the manifests say every shard is done
     assert (second["ok"], second["skipped_shards"], second["extracted_videos"]) == (3, 3, 0)

@@ -149,3 +149,12 @@ def test_only_transient_errors_are_retried(prefect_server):
         return calls
 
     assert both() == ["transient"] * 3 + ["permanent"]
+
+
+def test_the_shipped_tasks_use_that_retry_rule():
+    from tasks.ingest import only_transient, prepare_ingest, retry_shard, tokenize_shard
+    from tasks.tokenizer import sample_frames_task, train_task
+
+    for task_ in (prepare_ingest, tokenize_shard, retry_shard, sample_frames_task, train_task):
+        assert task_.retry_condition_fn is only_transient and task_.retries >= 1, task_.name
+    assert {"gpu"} <= tokenize_shard.tags and {"gpu"} <= retry_shard.tags

@@ -58,21 +58,25 @@ class AxisAttention(nn.Module):
         a = _AXIS_DIM[self.axis]
         order = [0] + [d for d in (1, 2, 3) if d != a] + [a]
         xl = x_qkv.permute(*order, 4)  # [B, o1, o2, L, 3d]: lines along the axis last but one
-        b, o1, o2, length, _ = xl.shape
-        lines = o1 * o2
-        c = cls_qkv[:, None, None, :].expand(b, lines, 1, cls_qkv.shape[-1])
-        seq = torch.cat([c, xl.reshape(b, lines, length, -1)], dim=2)  # [B, lines, 1+L, 3d]
-        seq = seq.reshape(b * lines, 1 + length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        key_keep = keep.permute(*order).reshape(b * lines, length)
-        key_keep = torch.cat([key_keep.new_ones(b * lines, 1), key_keep], dim=1)[:, None, None, :]
+        b, o1, o2, length, width = xl.shape
+        # A single copy gathers every line with its CLS in front (reshaping the permuted lines
+        # first would copy them twice along H and W).
+        seq = torch.cat([cls_qkv[:, None, None, None, :].expand(b, o1, o2, 1, width), xl], dim=3)
+        seq = seq.view(b * o1 * o2, 1 + length, 3, self.heads, -1)
+        # unbind, not seq[i]: its backward stacks the three gradients in one pass, where indexing
+        # zero-fills a full-size buffer per index and sums them. SDPA reads the strided views as they are.
+        q, k, v = (t.transpose(1, 2) for t in seq.unbind(dim=2))  # each [B*lines, heads, 1+L, head_dim]
+        key_keep = torch.cat([keep.new_ones(b, o1, o2, 1), keep.permute(*order)], dim=3)
         out = F.scaled_dot_product_attention(
-            seq[0], seq[1], seq[2], attn_mask=key_keep, dropout_p=self.dropout if self.training else 0.0
-        )  # [B*lines, heads, 1+L, head_dim]
-        out = out.transpose(1, 2).reshape(b, lines, 1 + length, -1)
-        new_cls = out[:, :, 0].mean(dim=1)
-        tokens = out[:, :, 1:].reshape(b, o1, o2, length, -1)
+            q, k, v, attn_mask=key_keep.view(-1, 1, 1, 1 + length),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        # SDPA's CPU kernel stores its output as [N, 1+L, heads, head_dim]: this transpose is free.
+        out = out.transpose(1, 2).reshape(b, o1, o2, 1 + length, -1)
+        # split, not out[..., 0] / out[..., 1:]: backward concatenates instead of zero-filling twice.
+        cls_out, tokens = out.split([1, length], dim=3)
         inverse = [order.index(d) for d in range(4)] + [4]
-        return new_cls, tokens.permute(*inverse)
+        return cls_out.mean(dim=(1, 2, 3)), tokens.permute(*inverse)
 
 
 class AttentionOutput(nn.Module):
@@ -103,9 +107,11 @@ class AttentionBlock(nn.Module):
         self.pre_activation = config.pre_activation
 
     def forward(
-        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor
+        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cls [B, D], x [B, T, H, W, D] -> same shapes."""
+        """cls [B, D], x [B, T, H, W, D] -> same shapes; with rows [B, T, H, W] bool, tokens [M, D]
+        at those positions only (order of ``x[rows]``): every token still serves as key and value,
+        but the dense layer and LayerNorm run on the rows that are read afterwards."""
         owner = self if self.pre_activation else self.output  # holder of dense / LayerNorm (released names)
         if self.pre_activation:
             # Released quirk: the residual adds the normalised input, not the raw one.
@@ -114,13 +120,16 @@ class AttentionBlock(nn.Module):
         fused = [att.fused_weights() for att in self.attentions]
         weight, bias = torch.cat([w for w, _ in fused]), torch.cat([b for _, b in fused])
         cls_qkv, x_qkv = F.linear(cls, weight, bias), F.linear(x, weight, bias)
-        step = weight.shape[0] // len(self.attentions)
+        # chunk, not slicing: backward concatenates the patterns' gradients in one pass.
+        k = len(self.attentions)
         outs = [
-            att.attend(cls_qkv[..., i * step:(i + 1) * step], x_qkv[..., i * step:(i + 1) * step], keep)
-            for i, att in enumerate(self.attentions)
+            att.attend(c, q, keep)
+            for att, c, q in zip(self.attentions, cls_qkv.chunk(k, dim=-1), x_qkv.chunk(k, dim=-1), strict=True)
         ]
         att_cls = torch.cat([o[0] for o in outs], dim=-1)
         att_x = torch.cat([o[1] for o in outs], dim=-1)
+        if rows is not None:
+            att_x, x = att_x[rows], x[rows]
         new_cls = cls + self.drop(owner.dense(att_cls))
         new_x = x + self.drop(owner.dense(att_x))
         if self.pre_activation:

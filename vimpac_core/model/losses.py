@@ -78,7 +78,8 @@ def mask_then_predict_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[
     if not bool(chosen.any()):
         zero = logits.sum() * 0.0
         return zero, zero.detach()
-    logits, labels = logits[chosen], labels[chosen]
+    if not bool(chosen.all()):  # rows already restricted to masked positions need no copy
+        logits, labels = logits[chosen], labels[chosen]
     loss = F.cross_entropy(logits, labels)
     accuracy = (logits.detach().argmax(dim=-1) == labels).float().mean()
     return loss, accuracy

@@ -52,12 +52,13 @@ class VimpacForPreTraining(PreTrainedMixin, nn.Module):
         mlm_labels [2B, T, H, W] with -100 where nothing is predicted: losses are returned and
         the prediction head runs on the masked positions only (``logits`` is then None).
         """
-        cls, hidden = self.backbone(codes)
-        projection = self.cls_head(cls)
         if mlm_labels is None:
-            return PreTrainingOutput(None, None, None, None, projection, self.mlm_head(hidden))
+            cls, hidden = self.backbone(codes)
+            return PreTrainingOutput(None, None, None, None, self.cls_head(cls), self.mlm_head(hidden))
         chosen = mlm_labels != -100
-        mlm, accuracy = mask_then_predict_loss(self.mlm_head(hidden[chosen]), mlm_labels[chosen])
+        cls, hidden = self.backbone(codes, rows=chosen)  # hidden [M, D]: the masked positions only
+        projection = self.cls_head(cls)
+        mlm, accuracy = mask_then_predict_loss(self.mlm_head(hidden), mlm_labels[chosen])
         nce = nce_loss(projection, self.config.nce_temperature)
         loss = self.config.mlm_weight * mlm + self.config.nce_weight * nce
         return PreTrainingOutput(loss, mlm.detach(), nce.detach(), accuracy, projection, None)

@@ -1,8 +1,13 @@
 """Prefect tasks of pre-training: one task per stage, which runs torchrun as a subprocess.
 
 Thin wrappers over vimpac_core.train.launch: the output of every rank streams into the run
-logger line by line; a timeout or a cancellation kills the whole process group. Tagged ``gpu``
-so a concurrency limit on that tag keeps two stages off one GPU machine.
+logger line by line; a timeout or a cancellation kills the whole process group (SIGTERM to the
+flow-run process included, see launch.py). Tagged ``gpu`` so a concurrency limit on that tag
+keeps two stages off one GPU machine.
+
+Retries: a stage that was interrupted (a rank killed by preemption, a timeout) is retried, up to
+``RETRIES`` times, only when it left a checkpoint written with this same config; the retry resumes
+from it. Config errors, permanent rank errors and cancellations are never retried.
 """
 
 from __future__ import annotations
@@ -12,19 +17,39 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.runtime import task_run as current_task_run
 
+from vimpac_core.errors import TransientError
 from vimpac_core.train.config import PretrainConfig
-from vimpac_core.train.launch import launch_stage
+from vimpac_core.train.launch import launch_stage, resume_point
 
 METRIC_COLUMNS = ("stage", "step", "epoch", "loss", "mlm_loss", "nce_loss", "mask_accuracy", "lr", "clips_per_s",
                   "knn_top1", "checkpoint")
+RETRIES, RETRY_DELAY_S = 2, 30
 
 
-@task(name="pretrain-stage", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retries=0)
+def retry_from_checkpoint(task: object, task_run: TaskRun, state: State) -> bool:
+    """Prefect retry_condition_fn: retry a retriable failure that left a resumable checkpoint."""
+    try:
+        state.result()
+    except TransientError as err:
+        return getattr(err, "resume_from", None) is not None
+    except BaseException:
+        return False
+    return False
+
+
+@task(name="pretrain-stage", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
+      retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=retry_from_checkpoint)
 def pretrain_stage(config: dict, stage: int, timeout_s: float | None = None) -> dict:
     """Run one stage (flat PretrainConfig) under torchrun; returns its final metrics."""
     logger = get_run_logger()
     cfg = PretrainConfig.from_flat(config)
+    attempt = current_task_run.run_count
+    if attempt > 1 and not cfg.resume and (point := resume_point(cfg)) is not None:
+        cfg = cfg.model_copy(update={"resume": True})
+        logger.warning("stage %d, attempt %d: resuming from %s", stage, attempt, point)
     logger.info("stage %d: %d rank(s), output %s", stage, cfg.nproc_per_node, cfg.output)
     metrics = launch_stage(cfg, on_line=logger.info, timeout_s=timeout_s)
     logger.info("stage %d finished at step %s; checkpoint %s", stage, metrics.get("step"), metrics.get("checkpoint"))

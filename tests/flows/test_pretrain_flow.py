@@ -5,15 +5,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
-from tests.train.helpers import tiny_flat, tiny_shards
+from tests.train.helpers import (
+    rank_processes,
+    survivors,
+    tiny_config,
+    tiny_flat,
+    tiny_shards,
+    wait_until_training,
+)
+from vimpac_core.train.launch import launch_stage
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -88,3 +101,100 @@ def test_cli_pretrain_two_ranks_and_bad_flag(prefect_server, tmp_path):
     assert summary["stage"] == 1 and summary["step"] == 2  # 8 videos / (2 ranks x 2) per step
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["checkpoint"] == str(out / "checkpoints" / "final")
+
+
+def _task_runs(flow_run_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def _final_state(output: Path) -> dict[str, torch.Tensor]:
+    final = output / "checkpoints" / "final"
+    return {**load_file(str(final / "model.safetensors")),
+            **{f"adam/{k}": v for k, v in load_file(str(final / "optimizer.safetensors")).items()}}
+
+
+def test_a_killed_rank_retries_the_stage_from_its_checkpoint(prefect_server, tmp_path, monkeypatch):
+    """A rank SIGKILLed (preemption) after the first checkpoint: Prefect retries the task, the retry
+    resumes from the checkpoint, and the weights end exactly as in an uninterrupted run."""
+    import flows.pretrain
+    from flows.pretrain import pretrain
+
+    monkeypatch.setattr(flows.pretrain, "pretrain_stage", flows.pretrain.pretrain_stage.with_options(retry_delay_seconds=0))
+    data = tiny_shards(tmp_path / "data", videos=24)
+    common = dict(nproc_per_node=2, epochs=3, save_every=2, dropout=0.1, log_every=1000)
+    reference = launch_stage(tiny_config(data, str(tmp_path / "ref"), **common), on_line=lambda _: None, timeout_s=240)
+    assert reference["step"] == 18
+
+    output = tmp_path / "run"
+    killed: list[int] = []
+
+    def preempt_a_rank_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (output / "checkpoints" / "latest").exists():
+            time.sleep(0.02)
+        for rank in rank_processes(os.getpid())[:1]:
+            rank.kill()
+            killed.append(int((output / "checkpoints" / "latest").read_text().strip()[5:]))
+
+    threading.Thread(target=preempt_a_rank_after_the_first_checkpoint, daemon=True).start()
+    state = pretrain(stages=[tiny_flat(data, str(output), **common)], timeout_s=240, return_state=True)
+    assert killed, "no rank was killed"
+    assert state.is_completed(), state.message
+    assert state.result()[0]["step"] == 18
+    (task_run,) = [t for t in _task_runs(state.state_details.flow_run_id) if t.name.startswith("pretrain-stage")]
+    assert task_run.run_count == 2  # failed once, retried once
+    run_config = json.loads((output / "run_config.json").read_text())
+    assert run_config["resume"] is True  # the retry resumed
+    ref, got = _final_state(tmp_path / "ref"), _final_state(output)
+    different = [k for k in ref if not torch.equal(ref[k], got[k])]
+    assert ref.keys() == got.keys() and not different, f"resumed run differs in {different[:5]}"
+
+
+def test_config_errors_are_not_retried(prefect_server, tmp_path):
+    from flows.pretrain import pretrain
+
+    bad = tiny_flat(str(tmp_path / "data"), str(tmp_path / "out"), lr=-1.0)
+    started = time.monotonic()
+    state = pretrain(stages=[bad], return_state=True)
+    assert state.is_failed() and time.monotonic() - started < 25  # no 30 s retry delay
+    (task_run,) = [t for t in _task_runs(state.state_details.flow_run_id) if t.name.startswith("pretrain-stage")]
+    assert task_run.run_count == 1 and task_run.state.is_failed() and "lr" in task_run.state.message
+
+
+FLOW_RUNNER = (
+    "import json, sys\n"
+    "from flows.pretrain import pretrain\n"
+    "pretrain(stages=[json.loads(sys.argv[1])])\n"
+)
+
+
+def test_sigterm_to_the_flow_run_process_kills_every_rank(prefect_server, tmp_path):
+    """What a Prefect process worker does on cancel: SIGTERM the flow-run process. The ranks are
+    stopped first (busy or hung ranks) so that only the launcher's clean-up can end them."""
+    data = tiny_shards(tmp_path / "data", videos=24)
+    output = tmp_path / "run"
+    flat = tiny_flat(data, str(output), nproc_per_node=2, epochs=10_000, log_every=1000)
+    parent = subprocess.Popen([sys.executable, "-c", FLOW_RUNNER, json.dumps(flat)], cwd=REPO,
+                              env={**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree: list[psutil.Process] = []
+    try:
+        for rank in wait_until_training(parent.pid, output, ranks=2, timeout_s=180):
+            rank.suspend()
+        tree = psutil.Process(parent.pid).children(recursive=True)
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=90)
+        left = survivors(tree, timeout_s=30)
+        assert not left, f"orphaned: {[(p.pid, p.cmdline()) for p in left]}"
+    finally:
+        for proc in tree:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        if parent.poll() is None:
+            parent.kill()

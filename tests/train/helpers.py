@@ -1,8 +1,11 @@
-"""Tiny shards and tiny pre-training configs shared by the training tests."""
+"""Tiny shards and tiny pre-training configs shared by the training tests; finding rank processes."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import psutil
 
 from tests.token_shards import token_rows, write_token_shards
 from vimpac_core.train.config import PretrainConfig
@@ -30,3 +33,47 @@ def tiny_flat(data: str, output: str, **over) -> dict:
 
 def tiny_config(data: str, output: str, **over) -> PretrainConfig:
     return PretrainConfig.from_flat(tiny_flat(data, output, **over))
+
+
+def rank_processes(root_pid: int) -> list[psutil.Process]:
+    """The training ranks under ``root_pid`` (torchrun's own command line names the module too)."""
+    try:
+        tree = psutil.Process(root_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    ranks = []
+    for proc in tree:
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if "vimpac_core.train.pretrain" in cmd and "torch.distributed.run" not in cmd:
+            ranks.append(proc)
+    return ranks
+
+
+def wait_until_training(root_pid: int, output: Path, ranks: int, timeout_s: float = 120) -> list[psutil.Process]:
+    """Block until ``ranks`` rank processes run and rank 0 is past set-up (its TensorBoard folder exists)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = rank_processes(root_pid)
+        if len(found) == ranks and (output / "tensorboard").is_dir():
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{ranks} ranks did not start training within {timeout_s} s")
+
+
+def survivors(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Those of ``procs`` still running after ``timeout_s`` (zombies count as gone)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = []
+        for proc in procs:
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)

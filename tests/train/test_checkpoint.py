@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from vimpac_core.train.checkpoint import (
     optimizer_tensors,
     prune_checkpoints,
     restore_rng,
+    resumable_checkpoint,
     save_checkpoint,
 )
 from vimpac_core.train.optim import build_optimizer
@@ -89,3 +92,54 @@ def test_prune_keeps_newest_and_latest(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_00000002", "step_00000003"]
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         load_checkpoint(tmp_path)
+
+
+SCALER = {"scale": 256.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 100, "_growth_tracker": 37}
+
+
+def test_fp16_loss_scaler_state_round_trips_as_json(tmp_path):
+    model, opt = _trained()
+    scaler = torch.amp.GradScaler("cpu")  # the CUDA scaler's state dict has the same keys
+    scaler.load_state_dict(SCALER)
+    folder = save_checkpoint(tmp_path / "step_00000001", model, opt, TrainerState(step=1), [capture_rng()],
+                             grad_scaler=scaler.state_dict())
+    assert json.loads((folder / "trainer_state.json").read_text())["grad_scaler"] == SCALER
+    fresh = torch.amp.GradScaler("cpu")
+    fresh.load_state_dict(load_checkpoint(folder).grad_scaler)
+    assert fresh.state_dict() == SCALER and fresh.get_scale() == 256.0
+    plain = save_checkpoint(tmp_path / "step_00000002", model, opt, TrainerState(step=2), [capture_rng()])
+    assert load_checkpoint(plain).grad_scaler is None
+
+
+def _crash_while_resaving(checkpoints, name: str) -> None:
+    """The state a kill leaves between save_checkpoint's two renames of an existing ``name``."""
+    os.replace(checkpoints / name, checkpoints / f".{name}.old-dead0001")
+    partial = checkpoints / f".{name}.tmp-dead0002"
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")  # the new copy, not finished
+
+
+def test_resume_survives_a_kill_while_replacing_a_checkpoint(tmp_path):
+    model, opt = _trained()
+    ck = tmp_path / "checkpoints"
+    save_checkpoint(ck / "step_00000002", model, opt, TrainerState(step=2), [capture_rng()])
+    save_checkpoint(ck / "step_00000004", model, opt, TrainerState(step=4), [capture_rng()])
+    _crash_while_resaving(ck, "step_00000004")  # e.g. step 4 ends an epoch and is saved again
+    assert (ck / "latest").read_text().strip() == "step_00000004" and not (ck / "step_00000004").exists()
+    found = latest_checkpoint(ck)
+    assert found == ck / ".step_00000004.old-dead0001" and load_checkpoint(found).state.step == 4
+    config = {"lr": 1e-3}
+    assert resumable_checkpoint(ck, config, set()) is None  # saved without a config: not this run's
+    shutil.rmtree(found)  # nothing moved aside: the newest complete visible checkpoint
+    assert latest_checkpoint(ck) == ck / "step_00000002"
+    # The next save (and prune) clears the leftovers of the interrupted one.
+    save_checkpoint(ck / "step_00000006", model, opt, TrainerState(step=6), [capture_rng()], {"config": config})
+    prune_checkpoints(ck, keep=2)
+    assert sorted(p.name for p in ck.iterdir()) == ["latest", "step_00000002", "step_00000006"]
+    assert resumable_checkpoint(ck, config, set()) == ck / "step_00000006"
+    assert resumable_checkpoint(ck, {"lr": 2e-3}, set()) is None
+    assert resumable_checkpoint(ck, {"lr": 2e-3}, {"lr"}) == ck / "step_00000006"
+    shutil.rmtree(ck / "step_00000002")
+    shutil.rmtree(ck / "step_00000006")
+    with pytest.raises(CheckpointError, match="no other complete checkpoint"):
+        latest_checkpoint(ck)

@@ -83,9 +83,37 @@ def test_stage2_flags_change_stage2_only():
 def test_cli_fails_before_any_work_naming_the_field(tmp_path, capsys):
     preset = tmp_path / "p.yaml"
     preset.write_text(yaml.safe_dump({"data": str(tmp_path / "nowhere"), "output": str(tmp_path / "out")}))
-    assert main(["pretrain", str(preset), "--warm-up", "2"]) == 2
+    assert main(["pretrain", str(preset), "--warm-up", "2.5"]) == 2  # >= 1 counts steps: whole numbers only
     assert "warm_up" in capsys.readouterr().err
+    assert main(["pretrain", str(preset), "--output", "s3://bucket/run"]) == 2
+    assert "output: 's3://bucket/run' is a s3:// URL" in capsys.readouterr().err
     assert main(["pretrain", str(preset), "--layout", "T,X"]) == 2
     assert "layout" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert main(["pretrain", str(preset), "--check"]) == 0
+
+
+def test_original_flag_names_are_aliases_of_our_fields():
+    """vimpac/param.py's names for the fields we call otherwise (scripts/pretrain/large.sh uses them)."""
+    original = parse_flags(["--model", "efflayoutT,H,W", "--epsilon", "1e-6", "--clip-grad-norm", "0.5", "--fp16",
+                            "--grad-checkpoint", "--warm-up", "500", "--stage2.model", "efflayoutH|W,T"])
+    ours = parse_flags(["--layout", "T,H,W", "--eps", "1e-6", "--grad-clip", "0.5", "--amp", "fp16",
+                        "--gradient-checkpointing", "--warm-up", "500", "--stage2.layout", "H|W,T"])
+    assert original == ours
+    flat = {"data": "d", "output": "o", "device": "auto"}
+    assert parse_stages(PRESETS / "large.yaml", {**flat, **original}) == parse_stages(PRESETS / "large.yaml", {**flat, **ours})
+    cfg = PretrainConfig.from_flat({**flat, **{k: v for k, v in original.items() if "." not in k}})
+    assert (cfg.model.layout, cfg.eps, cfg.grad_clip, cfg.amp, cfg.model.gradient_checkpointing, cfg.warm_up) == (
+        "T,H,W", 1e-6, 0.5, "fp16", True, 500)
+    assert parse_flags(["--fp16", "false"]) == {"amp": "none"}
+    with pytest.raises(ConfigError, match="model.*efflayout"):
+        parse_flags(["--model", "bert"])
+
+
+def test_remote_output_or_load_fails_naming_the_field():
+    for field in ("output", "load"):
+        with pytest.raises(ConfigError, match=f"{field}: 's3://b/run' is a s3:// URL.*local folder"):
+            PretrainConfig.from_flat({"data": "s3://b/tokens", "output": "o", field: "s3://b/run"})
+    assert PretrainConfig.from_flat({"data": "s3://b/tokens", "output": "file:///runs/x"}).output == "/runs/x"
+    with pytest.raises(ConfigError, match="output: 's3://b/x/stage1'"):
+        parse_stages(PRESETS / "large.yaml", {"output": "s3://b/x"})

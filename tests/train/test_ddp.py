@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train.helpers import tiny_config, tiny_shards
+from tests.train.helpers import (
+    rank_processes,
+    survivors,
+    tiny_config,
+    tiny_flat,
+    tiny_shards,
+    wait_until_training,
+)
 from vimpac_core.train.launch import (
     TrainingFailed,
+    TrainingInterrupted,
     kill_tree,
     launch_stage,
+    resume_point,
     run_streaming,
     torchrun_command,
     write_stage_config,
@@ -69,3 +82,66 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert ref.keys() == got.keys()
     different = [k for k in ref if not torch.equal(ref[k], got[k])]
     assert not different, f"resumed run differs in {different[:5]}"
+
+
+LAUNCHER = (
+    "import json, sys\n"
+    "from vimpac_core.train.config import PretrainConfig\n"
+    "from vimpac_core.train.launch import launch_stage\n"
+    "launch_stage(PretrainConfig.from_flat(json.loads(sys.argv[1])), on_line=lambda line: None)\n"
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killing_the_launcher_takes_torchrun_and_every_rank_with_it(tmp_path, sig):
+    """SIGTERM (an orchestrator's cancel): the launcher kills the group, then exits as SIGTERM would.
+    SIGKILL: torchrun's and the ranks' PDEATHSIG. Either way no rank is orphaned.
+
+    The ranks are stopped (SIGSTOP) first, like ranks busy in a long step or hung in a collective:
+    otherwise they may die by chance of a broken stdout pipe or a lost peer, which proves nothing."""
+    data = tiny_shards(tmp_path / "data", videos=24)
+    output = tmp_path / "run"
+    flat = tiny_flat(data, str(output), nproc_per_node=2, epochs=10_000, log_every=1000)
+    parent = subprocess.Popen([sys.executable, "-c", LAUNCHER, json.dumps(flat)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree: list[psutil.Process] = []
+    try:
+        for rank in wait_until_training(parent.pid, output, ranks=2):
+            rank.suspend()
+        tree = psutil.Process(parent.pid).children(recursive=True)  # torchrun and its ranks
+        parent.send_signal(sig)
+        assert parent.wait(timeout=60) == -sig
+        left = survivors(tree, timeout_s=30)
+        assert not left, f"orphaned after {sig.name}: {[(p.pid, p.cmdline()) for p in left]}"
+    finally:
+        for proc in [*tree, psutil.Process(parent.pid)] if parent.poll() is None else tree:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+def test_rank_errors_are_permanent_or_interruptions(tmp_path):
+    """A rank's ValueError (here: amp on a CPU-only machine) fails the stage for good; a rank that
+    vanishes without a permanent error is an interruption (retriable)."""
+    data = tiny_shards(tmp_path / "data", videos=8)
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU (amp must fail on the ranks)")
+    bad = tiny_config(data, str(tmp_path / "bad"), device="auto", amp="bf16")
+    with pytest.raises(TrainingFailed, match="rank 0 raised ValueError: amp") as failed:
+        launch_stage(bad, on_line=lambda _: None, timeout_s=120)
+    assert not failed.value.retriable
+    killed = tiny_config(data, str(tmp_path / "killed"), epochs=10_000, save_every=1)
+
+    def kill_a_rank_after_a_checkpoint(line: str) -> None:
+        if line.startswith("[pretrain] epoch") and " step 2:" in line:  # step 1's checkpoint is written
+            for rank in rank_processes(os.getpid()):
+                rank.kill()
+
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        launch_stage(killed, on_line=kill_a_rank_after_a_checkpoint, timeout_s=120)
+    assert interrupted.value.retriable
+    assert interrupted.value.resume_from is not None and interrupted.value.resume_from.name.startswith("step_")
+    other = killed.model_copy(update={"lr": 0.5})  # another run's checkpoints are no resume point
+    assert resume_point(other) is None and resume_point(killed) == interrupted.value.resume_from

@@ -10,27 +10,33 @@ from vimpac_core.train.schedule import Schedule
 
 
 def test_linear_warmup_then_decay_to_zero():
-    s = Schedule.from_fraction("linear", 0.1, 100)
+    s = Schedule.from_warm_up("linear", 0.1, 100)
     assert s.warmup_steps == 10
     assert s.factor(0) == pytest.approx(0.1) and s.factor(9) == pytest.approx(1.0)
     assert s.factor(10) == pytest.approx(1.0) and s.factor(55) == pytest.approx(0.5)
     assert s.factor(100) == 0.0 and s.factor(150) == 0.0
 
 
+def test_warm_up_of_one_or_more_counts_steps_as_in_the_original():
+    assert Schedule.from_warm_up("linear", 0.05, 1000).warmup_steps == 50
+    assert Schedule.from_warm_up("linear", 500, 1000).warmup_steps == 500
+    assert Schedule.from_warm_up("linear", 1, 1000).warmup_steps == 1
+
+
 def test_cosine_and_constant():
-    c = Schedule.from_fraction("cosine", 0.0, 10)
+    c = Schedule.from_warm_up("cosine", 0.0, 10)
     assert c.factor(0) == 1.0 and c.factor(5) == pytest.approx(0.5) and c.factor(10) == pytest.approx(0.0)
-    assert Schedule.from_fraction("constant", 0.5, 10).factor(9) == 1.0
+    assert Schedule.from_warm_up("constant", 0.5, 10).factor(9) == 1.0
     assert Schedule.from_state_dict(c.state_dict()) == c
     with pytest.raises(ValueError, match="lr_scheduler"):
-        Schedule.from_fraction("step", 0.1, 10)
+        Schedule.from_warm_up("step", 0.1, 10)
 
 
 def test_apply_sets_every_group():
     model = VimpacForPreTraining(VimpacConfig(layers=1, hid_dim=128, frame_size=32, clip_len=2, vocab_size=16,
                                               nce_proj_hid_dim=32))
     opt = build_optimizer(model, lr=1e-3, beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=0.05)
-    lr = Schedule.from_fraction("linear", 0.0, 4).apply(opt, 2, 1e-3)
+    lr = Schedule.from_warm_up("linear", 0.0, 4).apply(opt, 2, 1e-3)
     assert lr == pytest.approx(5e-4) and all(g["lr"] == lr for g in opt.param_groups)
     assert opt.defaults["betas"] == (0.9, 0.98)
 

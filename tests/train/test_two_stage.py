@@ -8,11 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import vimpac_core.train.pretrain as pretrain
 from tests.train.helpers import tiny_config, tiny_shards
 from vimpac_core.errors import CheckpointError
 from vimpac_core.model import interpolate_positional_embedding
+from vimpac_core.train.checkpoint import load_checkpoint
 from vimpac_core.train.distributed import DistEnv
-from vimpac_core.train.pretrain import setup_run, train
+from vimpac_core.train.pretrain import make_grad_scaler, save, setup_run, train
 
 CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 HEIGHT = "backbone.positional_embedding.height_pos_embedding"
@@ -42,11 +44,16 @@ def test_stage1_writes_metrics_tensorboard_and_knn(stage1):
             "train/clips_per_s", "knn/top1"} <= tags
 
 
-def test_stage2_resizes_weights_and_moments_and_continues_schedule(stage1):
+def test_stage2_resizes_weights_and_moments_and_continues_schedule(stage1, monkeypatch):
     cfg1, metrics, data64, root = stage1
     final = root / "s1" / "checkpoints" / "final"
     cfg2 = tiny_config(data64, str(root / "s2"), frame_size=64, epochs=1, load=str(final), different_shape=True)
+    calls = []  # one implementation of moment resizing: model.pretrained's, used here through pretrain
+    shared = pretrain.resize_optimizer_state
+    monkeypatch.setattr(pretrain, "resize_optimizer_state", lambda *a: calls.append(a[1]) or shared(*a))
     run = setup_run(cfg2, CPU)
+    assert len(calls) == 1 and HEIGHT in calls[0]
+    monkeypatch.undo()
     weights, moments = load_file(str(final / "model.safetensors")), load_file(str(final / "optimizer.safetensors"))
     expected = interpolate_positional_embedding(weights[HEIGHT], (4,), (8,))
     assert torch.allclose(run.model.state_dict()[HEIGHT], expected)
@@ -67,3 +74,32 @@ def test_shape_mismatch_without_different_shape_names_the_parameter(stage1):
     cfg = tiny_config(data64, str(root / "bad"), frame_size=64, load=str(root / "s1" / "checkpoints" / "final"))
     with pytest.raises(CheckpointError, match="height_pos_embedding"):
         setup_run(cfg, CPU)
+
+
+def test_stage2_after_a_mid_epoch_stop_runs_all_its_epochs(stage1):
+    _, _, data64, root = stage1
+    data32 = str(root / "d32")
+    # Stage 1 stops at max_steps inside epoch 0 (8 steps per epoch): its final checkpoint has batch > 0.
+    mid = train(tiny_config(data32, str(root / "mid1"), epochs=1, max_steps=3), CPU)
+    assert (mid["step"], mid["epoch"], mid["batch_in_epoch"]) == (3, 0, 3)
+    cfg2 = tiny_config(data64, str(root / "mid2"), frame_size=64, epochs=2, different_shape=True,
+                       load=str(root / "mid1" / "checkpoints" / "final"))
+    run = setup_run(cfg2, CPU)
+    assert (run.state.epoch, run.state.batch, run.stage_start_epoch) == (1, 0, 1)  # next epoch boundary
+    assert run.end_epoch - run.state.epoch == 2  # both of stage 2's epochs, not epochs - 1
+
+
+def test_fp16_loss_scale_is_saved_and_restored(stage1):
+    """fp16 runs only on CUDA; the scaler's state is the same on CPU, so the save/restore path runs here."""
+    _, _, _, root = stage1
+    data32 = str(root / "d32")
+    run = setup_run(tiny_config(data32, str(root / "fp16"), epochs=1), CPU)
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    run.scaler.load_state_dict({**run.scaler.state_dict(), "scale": 512.0, "_growth_tracker": 11})
+    folder = save(run, "step_00000000")
+    loaded = load_checkpoint(folder)
+    fp16 = tiny_config(data32, str(root / "fp16"), epochs=1, device="auto", amp="fp16")
+    restored = make_grad_scaler(fp16, CPU, loaded)
+    assert restored.state_dict() == run.scaler.state_dict() and restored.get_scale() == 512.0
+    assert make_grad_scaler(fp16, CPU, None).get_scale() == 2.0**16  # a fresh run starts from the default
+    assert make_grad_scaler(tiny_config(data32, str(root / "fp16")), CPU, loaded) is None  # amp none: no scaler

@@ -3,7 +3,11 @@
 Flags are PretrainConfig / VimpacConfig field names with dashes, as in the original scripts
 (``--hid-dim 768 --lr 3e-4 --nproc-per-node 8``); values are parsed as YAML scalars
 (``--resume true``, ``--views a,b``); a flag with no value means true. Flags apply to every
-stage; ``--stage2.FIELD value`` changes stage 2 only (e.g. ``--stage2.data s3://b/tokens256``). Two flags belong to the
+stage; ``--stage2.FIELD value`` changes stage 2 only (e.g. ``--stage2.data s3://b/tokens256``).
+The original VIMPAC flags that name a field differently are accepted too (vimpac/param.py):
+``--model efflayoutT,H|W`` (layout T,H|W), ``--epsilon`` (eps), ``--clip-grad-norm`` (grad_clip),
+``--fp16`` (amp fp16) and ``--grad-checkpoint`` (gradient_checkpointing); ``--warm-up`` is a
+fraction below 1 and a number of steps from 1 up, as there. Two flags belong to the
 command, not the config: ``--timeout S`` (seconds per stage) and ``--check`` (validate and print
 the stages, run nothing). Every stage is validated before anything runs; a bad value fails with
 a message naming the field. The flow is imported only after that (vimpac_core never imports Prefect).
@@ -15,6 +19,7 @@ import argparse
 import difflib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
 import yaml
@@ -24,6 +29,24 @@ from vimpac_core.model import VimpacConfig
 from vimpac_core.train.config import PretrainConfig, parse_stages
 
 COMMAND_FLAGS = {"timeout": None, "check": False}
+LAYOUT_PREFIX = "efflayout"  # the original's --model values: efflayout + a layout string
+
+
+def _layout(value: Any) -> tuple[str, Any]:
+    text = str(value)
+    if not text.startswith(LAYOUT_PREFIX):
+        raise ConfigError(f"model: {text!r} is not an original --model value; use efflayout<layout>, e.g. efflayoutT,H|W")
+    return "layout", text[len(LAYOUT_PREFIX):]
+
+
+# Original flag (underscored) -> (field, value) for the ones our config names differently.
+ALIASES: dict[str, Callable[[Any], tuple[str, Any]]] = {
+    "model": _layout,
+    "epsilon": lambda v: ("eps", v),
+    "clip_grad_norm": lambda v: ("grad_clip", v),
+    "fp16": lambda v: ("amp", "fp16" if v is True else "none" if v is False else v),
+    "grad_checkpoint": lambda v: ("gradient_checkpointing", v),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +72,7 @@ def _list_fields() -> set[str]:
 
 def parse_flags(tokens: list[str]) -> dict[str, Any]:
     """['--hid-dim', '768', '--resume', '--stage2.data', 'x'] -> {'hid_dim': 768, 'resume': True,
-    'stage2.data': 'x'}; unknown names fail."""
+    'stage2.data': 'x'}; original flag names (ALIASES) map to their fields; unknown names fail."""
     known = set(PretrainConfig.model_fields) | set(VimpacConfig.model_fields) | set(COMMAND_FLAGS)
     known.discard("model")
     lists = _list_fields()
@@ -65,7 +88,7 @@ def parse_flags(tokens: list[str]) -> dict[str, Any]:
         stage2 = name.startswith(("stage2.", "stage2_"))
         if stage2:
             name = name[len("stage2."):]
-        if name not in known or (stage2 and name in COMMAND_FLAGS):
+        if name not in known and name not in ALIASES or (stage2 and name in COMMAND_FLAGS):
             close = difflib.get_close_matches(name, sorted(known), n=3)
             raise ConfigError(f"{name}: no such config field" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         if inline:
@@ -77,6 +100,8 @@ def parse_flags(tokens: list[str]) -> dict[str, Any]:
         value = yaml.safe_load(raw)
         if isinstance(value, str):
             value = _number(value)
+        if name in ALIASES:
+            name, value = ALIASES[name](value)
         if name in lists and isinstance(value, str):
             value = [v for v in value.split(",") if v]
         out[f"stage2.{name}" if stage2 else name] = value

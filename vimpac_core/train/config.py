@@ -4,6 +4,9 @@ Presets (configs/pretrain/*.yaml) and the CLI are flat, like the original script
 (``--hid-dim 768 --lr 3e-4``): `PretrainConfig.from_flat` routes model fields (VimpacConfig's)
 into ``model`` and the rest to the trainer. Every check runs at construction, before any work,
 and a failure names the field (pydantic ValidationError, or ConfigError for cross-field checks).
+
+``data`` may be any fsspec URL; ``output`` and ``load`` (checkpoints) are local folders for now:
+a remote URL there fails at construction rather than after the first epoch.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from fsspec.core import split_protocol
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
@@ -41,7 +45,7 @@ class PretrainConfig(BaseModel):
     beta2: float = Field(0.98, ge=0, lt=1)
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.05, ge=0)
-    warm_up: float = Field(0.1, ge=0, le=1)
+    warm_up: float = Field(0.1, ge=0)  # < 1: a fraction of the schedule's steps; >= 1: a number of steps
     lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
     epochs: int = Field(10, ge=1)
     schedule_epochs: int | None = Field(None, ge=1)
@@ -69,6 +73,28 @@ class PretrainConfig(BaseModel):
     knn_every: int = Field(1, ge=1)
     knn_k: int = Field(20, ge=1)
     knn_views: list[str] | None = None
+
+    @field_validator("output", "load")
+    @classmethod
+    def _local_folder(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return value
+        protocol, path = split_protocol(value)
+        if protocol in (None, "file", "local"):
+            return path
+        raise ValueError(
+            f"{info.field_name}: {value!r} is a {protocol}:// URL, but checkpoints are written and read "
+            "with local file APIs; give a local folder (or a mounted path) and copy it to object storage after"
+        )
+
+    @field_validator("warm_up")
+    @classmethod
+    def _warm_up_steps(cls, value: float) -> float:
+        if value >= 1 and value != int(value):
+            raise ValueError(
+                f"warm_up: {value} is neither a fraction (< 1) of the schedule nor a whole number of steps (>= 1)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> PretrainConfig:
@@ -168,9 +194,10 @@ def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> l
         stage2 = load_yaml(Path(path).parent / stage2)
     if not isinstance(stage2, dict):
         raise ConfigError(f"stage2 in {str(path)!r} must be a mapping or a YAML file name")
-    first = PretrainConfig.from_flat({**flat, "output": str(Path(flat.get("output", ".")) / "stage1")})
+    root = str(flat.get("output", ".")).rstrip("/") or "/"  # a string join keeps a URL's "//" for the check
+    first = PretrainConfig.from_flat({**flat, "output": f"{root}/stage1"})
     # stage 2 continues stage 1 of this run: its output and starting checkpoint are fixed here.
     second_flat = {**flat, **stage2, **overrides, **stage2_only}
-    second_flat.update(output=str(Path(flat.get("output", ".")) / "stage2"), load=str(Path(first.checkpoint_dir) / "final"))
+    second_flat.update(output=f"{root}/stage2", load=str(Path(first.checkpoint_dir) / "final"))
     second_flat.setdefault("different_shape", True)
     return [first, PretrainConfig.from_flat(second_flat)]

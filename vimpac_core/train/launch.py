@@ -1,14 +1,24 @@
 """Launch a training stage under torchrun as a subprocess, streaming its output line by line.
 
 torchrun runs in a new process group (session) and starts its ranks in sessions of their own; on
-timeout, cancellation or any exception in the caller (Ctrl-C, an orchestrator's cancel) the group
-and every descendant process are sent SIGTERM, then SIGKILL after a grace period, so no rank
-outlives its task. On Linux torchrun also gets
-PDEATHSIG=SIGKILL, so it dies if the launching process is killed outright.
+timeout, cancellation or any exception in the caller the group and every descendant process are
+sent SIGTERM, then SIGKILL after a grace period, so no rank outlives its task. While torchrun runs
+(when launched from the main thread), SIGTERM and SIGINT to this process kill the group first and
+then do what they did before (Prefect's handler, KeyboardInterrupt, or the default exit): an
+orchestrator's cancel (a process worker SIGTERMs the flow-run process) never orphans a rank. On
+Linux torchrun gets PDEATHSIG=SIGKILL, and each rank sets it too (`die_with_parent`), so a launcher
+killed outright takes torchrun and the ranks with it.
+
+Failures: a rank that raises writes ``<output>/failure-rank<N>.json`` (`record_failure`). If one
+of them is permanent (bad config, bad data, a bug) the stage fails with TrainingFailed; any other
+non-zero exit (a rank killed by preemption or the OOM killer, a lost peer) is TrainingInterrupted.
+TrainingTimeout and TrainingInterrupted are retriable and carry ``resume_from``: the stage's latest
+checkpoint when it was written with this same config (`resume_point`), else None.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -18,13 +28,20 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 
-from vimpac_core.errors import PermanentError, TransientError
+from vimpac_core.errors import PermanentError, TransientError, VimpacError
+from vimpac_core.train.checkpoint import resumable_checkpoint
 from vimpac_core.train.config import PretrainConfig
+
+# Config keys that may differ between a checkpoint's run and the run resuming it.
+RESUME_IGNORES = {"resume", "log_every", "keep_checkpoints"}
+FAILURE_PREFIX = "failure-rank"
+# Exceptions a rerun would raise again: never retried.
+PERMANENT_TYPES = (ValueError, TypeError, KeyError, AttributeError, ImportError, NotImplementedError, AssertionError)
 
 
 class TrainingFailed(PermanentError):
@@ -32,7 +49,16 @@ class TrainingFailed(PermanentError):
 
 
 class TrainingTimeout(TransientError):
-    """The stage ran past its time limit and was killed (retriable: --resume continues it)."""
+    """The stage ran past its time limit and was killed (retriable: resume continues it)."""
+
+    resume_from: Path | None = None
+
+
+class TrainingInterrupted(TransientError):
+    """torchrun failed with no permanent error from any rank: a rank was killed (preemption, OOM
+    killer) or lost its peers. Retriable: resume continues from ``resume_from``."""
+
+    resume_from: Path | None = None
 
 
 class TrainingCancelled(PermanentError):
@@ -59,7 +85,15 @@ def write_stage_config(config: PretrainConfig) -> Path:
     return path
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); no-op elsewhere.
+
+    Used between fork and exec of torchrun, and by each rank at start-up (torchrun starts ranks
+    in sessions of their own, so nothing else would reach them if torchrun were killed outright).
+    A rank whose torchrun died before this call fails on its own: it cannot reach torchrun's store.
+    """
+    if sys.platform != "linux":
+        return
     try:
         import ctypes
 
@@ -128,11 +162,26 @@ def run_streaming(
     """
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-        start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=cwd,
     )
-    if on_start is not None:
-        on_start(proc)
+    try:
+        with _kill_on_signals(proc):
+            if on_start is not None:
+                on_start(proc)
+            code, tail = _stream(proc, on_line, timeout_s, cancel)
+    finally:
+        if proc.poll() is None or _group_alive(proc.pid) or _tree(proc.pid):
+            kill_group(proc)
+    if code != 0:
+        raise TrainingFailed(f"torchrun exited with code {code}; last output:\n" + "\n".join(tail))
+    return 0
+
+
+def _stream(
+    proc: subprocess.Popen, on_line: Callable[[str], None], timeout_s: float | None, cancel: threading.Event | None
+) -> tuple[int, deque[str]]:
+    """Hand ``proc``'s output to ``on_line`` until it exits; -> (exit code, last 30 lines)."""
     lines: queue.Queue[str | None] = queue.Queue()
     tail: deque[str] = deque(maxlen=30)
 
@@ -142,31 +191,52 @@ def run_streaming(
             lines.put(line.rstrip("\n"))
         lines.put(None)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    threading.Thread(target=pump, daemon=True).start()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            line = ""
+        if line is None:
+            break
+        if line:
+            tail.append(line)
+            on_line(line)
+        if cancel is not None and cancel.is_set():
+            raise TrainingCancelled(f"training cancelled; killed process group {proc.pid}")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TrainingTimeout(f"training ran past {timeout_s:.0f} s; killed process group {proc.pid}")
+    return proc.wait(), tail
+
+
+@contextlib.contextmanager
+def _kill_on_signals(proc: subprocess.Popen, grace_s: float = 10.0) -> Iterator[None]:
+    """While inside: SIGTERM / SIGINT kill ``proc``'s group and descendants, then run the handler
+    that was installed before (Prefect's raises in the flow, SIGINT's raises KeyboardInterrupt,
+    the default one ends the process). Signal handlers belong to the main thread: elsewhere this
+    does nothing, and the ranks' PDEATHSIG covers a launcher that dies."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, object] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        kill_group(proc, grace_s)
+        before = previous.get(signum)
+        if callable(before):
+            before(signum, frame)
+        elif before != signal.SIG_IGN:  # default (or not set from Python): end the process as it would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
     try:
-        while True:
-            try:
-                line = lines.get(timeout=0.2)
-            except queue.Empty:
-                line = ""
-            if line is None:
-                break
-            if line:
-                tail.append(line)
-                on_line(line)
-            if cancel is not None and cancel.is_set():
-                raise TrainingCancelled(f"training cancelled; killed process group {proc.pid}")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TrainingTimeout(f"training ran past {timeout_s:.0f} s; killed process group {proc.pid}")
-        code = proc.wait()
+        yield
     finally:
-        if proc.poll() is None or _group_alive(proc.pid) or _tree(proc.pid):
-            kill_group(proc)
-    if code != 0:
-        raise TrainingFailed(f"torchrun exited with code {code}; last output:\n" + "\n".join(tail))
-    return 0
+        for signum, before in previous.items():
+            signal.signal(signum, before if before is not None else signal.SIG_DFL)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -177,6 +247,33 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+def record_failure(output: str | Path, rank: int, err: BaseException) -> None:
+    """Rank side: write ``<output>/failure-rank<N>.json`` (type, message, permanent) for the launcher."""
+    permanent = not err.retriable if isinstance(err, VimpacError) else isinstance(err, PERMANENT_TYPES)
+    record = {"rank": rank, "type": type(err).__name__, "message": str(err)[:2000], "permanent": permanent}
+    try:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        Path(output, f"{FAILURE_PREFIX}{rank}.json").write_text(json.dumps(record) + "\n")
+    except OSError:
+        pass  # the exception itself still reaches torchrun's log
+
+
+def read_failures(output: str | Path) -> list[dict]:
+    """The failure records the ranks of the last launch wrote (empty when none raised)."""
+    records = []
+    for path in sorted(Path(output).glob(f"{FAILURE_PREFIX}*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return records
+
+
+def resume_point(config: PretrainConfig) -> Path | None:
+    """The stage's latest checkpoint when it was written by this same config (`RESUME_IGNORES` aside)."""
+    return resumable_checkpoint(config.checkpoint_dir, config.to_flat(), RESUME_IGNORES)
+
+
 def launch_stage(
     config: PretrainConfig,
     *,
@@ -185,13 +282,32 @@ def launch_stage(
     cancel: threading.Event | None = None,
     env: dict[str, str] | None = None,
 ) -> dict:
-    """Write the stage config, run torchrun with ``nproc_per_node`` ranks, return metrics.json."""
+    """Write the stage config, run torchrun with ``nproc_per_node`` ranks, return metrics.json.
+
+    Raises TrainingFailed (permanent: a rank raised a permanent error, or no metrics were written),
+    TrainingInterrupted / TrainingTimeout (retriable, with ``resume_from``) or TrainingCancelled.
+    """
     path = write_stage_config(config)
     metrics_file = Path(config.output) / "metrics.json"
     metrics_file.unlink(missing_ok=True)
-    run_streaming(
-        torchrun_command(path, config.nproc_per_node), on_line=on_line, timeout_s=timeout_s, cancel=cancel, env=env
-    )
+    for old in Path(config.output).glob(f"{FAILURE_PREFIX}*.json"):
+        old.unlink(missing_ok=True)
+    command = torchrun_command(path, config.nproc_per_node)
+    try:
+        run_streaming(command, on_line=on_line, timeout_s=timeout_s, cancel=cancel, env=env)
+    except TrainingTimeout as err:
+        err.resume_from = resume_point(config)
+        raise
+    except TrainingFailed as err:
+        permanent = [r for r in read_failures(config.output) if r.get("permanent")]
+        if permanent:
+            first = permanent[0]
+            raise TrainingFailed(
+                f"rank {first['rank']} raised {first['type']}: {first['message']}\n{err}"
+            ) from None
+        interrupted = TrainingInterrupted(f"training was interrupted (no rank reported a permanent error): {err}")
+        interrupted.resume_from = resume_point(config)
+        raise interrupted from None
     if not metrics_file.is_file():
         raise TrainingFailed(f"torchrun finished but wrote no {metrics_file}; see the stage output")
     return json.loads(metrics_file.read_text())

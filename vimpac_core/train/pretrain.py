@@ -12,12 +12,16 @@ Starting points, in order: ``resume`` and a checkpoint under ``<output>/checkpoi
 exactly where it stopped; else ``load`` -> stage 2: weights from that checkpoint (positional
 tables and Adam moments interpolated when ``different_shape``), and with ``load_optimizer`` the
 optimizer state, LR schedule, step and epoch counters carry on; else a fresh run.
+
+A rank that fails writes ``<output>/failure-rank<N>.json`` (see launch.record_failure) so the
+launcher can tell a permanent error (bad config or data: never retried) from an interruption.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,8 +29,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vimpac_core.data import PretrainClips
-from vimpac_core.model import VimpacForPreTraining, read_pretrained, resize_state_dict
-from vimpac_core.model.pretrained import load_pretrained_weights
+from vimpac_core.model import VimpacConfig, VimpacForPreTraining, read_pretrained
+from vimpac_core.model.pretrained import load_pretrained_weights, resize_optimizer_state
 from vimpac_core.shards.reader import ShardIndex
 from vimpac_core.train.checkpoint import (
     LoadedCheckpoint,
@@ -49,6 +53,7 @@ from vimpac_core.train.distributed import (
     init_distributed,
 )
 from vimpac_core.train.knn import knn_monitor
+from vimpac_core.train.launch import die_with_parent, record_failure
 from vimpac_core.train.loop import Run, log_metrics, steps_per_epoch, train_epoch
 from vimpac_core.train.optim import build_optimizer
 from vimpac_core.train.schedule import Schedule
@@ -91,7 +96,7 @@ def setup_run(config: PretrainConfig, env: DistEnv) -> Run:
         load_pretrained_weights(model, weights, src_config=src_config, different_shape=shape_change)
         if kind == "resume" or config.load_optimizer:
             loaded = load_checkpoint(folder)
-            moments = _resize_moments(loaded.optimizer, src_config, config) if shape_change else loaded.optimizer
+            moments = resize_adam_moments(loaded.optimizer, src_config, config.model) if shape_change else loaded.optimizer
     model.to(env.device)
     if env.distributed:
         convert_sync_batchnorm(model, env.device)
@@ -105,10 +110,12 @@ def setup_run(config: PretrainConfig, env: DistEnv) -> Run:
         ddp = DistributedDataParallel(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
     state, stage_start = TrainerState(), 0
     if loaded is not None:
-        stage_start = int(loaded.raw.get("stage_start_epoch", 0)) if kind == "resume" else loaded.state.epoch
         state = loaded.state
-        if kind == "load":  # stage 2: a new data pass from the epoch boundary, counters carry on
-            state.epoch, state.batch = loaded.state.epoch + (1 if loaded.state.batch else 0), 0
+        if kind == "resume":
+            stage_start = int(loaded.raw.get("stage_start_epoch", 0))
+        else:  # stage 2: a new data pass from the next epoch boundary, counters carry on
+            state.epoch, state.batch = state.epoch + (1 if state.batch else 0), 0
+            stage_start = state.epoch  # after the bump: stage 2 runs all of its `epochs`
     run = Run(
         config=config, env=env, model=model, ddp=ddp, optimizer=optimizer, schedule=Schedule("constant", 0, 1),
         dataset=dataset, state=state, end_epoch=stage_start + config.epochs, stage_start_epoch=stage_start,
@@ -117,9 +124,8 @@ def setup_run(config: PretrainConfig, env: DistEnv) -> Run:
         run.schedule = Schedule.from_state_dict(loaded.state.schedule)
     else:
         total = (config.schedule_epochs or config.epochs) * steps_per_epoch(run)
-        run.schedule = Schedule.from_fraction(config.lr_scheduler, config.warm_up, total)
-    if config.amp == "fp16":
-        run.scaler = torch.amp.GradScaler("cuda")
+        run.schedule = Schedule.from_warm_up(config.lr_scheduler, config.warm_up, total)
+    run.scaler = make_grad_scaler(config, env, loaded)
     if kind == "resume" and loaded is not None and env.rank < len(loaded.rng_per_rank):
         restore_rng(loaded.rng_per_rank[env.rank])
     else:
@@ -127,14 +133,34 @@ def setup_run(config: PretrainConfig, env: DistEnv) -> Run:
     return run
 
 
-def _resize_moments(tensors: dict[str, torch.Tensor], src, config: PretrainConfig) -> dict[str, torch.Tensor]:
-    """Interpolate Adam's moments of positional tables like the weights (stage 2 at a new grid)."""
-    out = dict(tensors)
-    for slot in ("exp_avg", "exp_avg_sq"):
-        part = {k.rsplit("/", 1)[0]: v for k, v in tensors.items() if k.endswith("/" + slot)}
-        for name, value in resize_state_dict(part, src, config.model).items():
-            out[f"{name}/{slot}"] = value.clamp(min=0) if slot == "exp_avg_sq" else value
-    return out
+def make_grad_scaler(
+    config: PretrainConfig, env: DistEnv, loaded: LoadedCheckpoint | None
+) -> torch.amp.GradScaler | None:
+    """fp16's loss scaler, carrying on from the checkpoint's scale and growth counter when it has one."""
+    if config.amp != "fp16":
+        return None
+    scaler = torch.amp.GradScaler(env.device.type)
+    if loaded is not None and loaded.grad_scaler:
+        scaler.load_state_dict(loaded.grad_scaler)
+    return scaler
+
+
+def resize_adam_moments(
+    tensors: dict[str, torch.Tensor], src: VimpacConfig, dst: VimpacConfig
+) -> dict[str, torch.Tensor]:
+    """Checkpoint optimizer tensors ("<param>/<slot>") with positional tables' moments resized to dst's grid.
+
+    The resizing is model.pretrained.resize_optimizer_state; this only maps the checkpoint's
+    by-name layout to the ``optimizer.state_dict()`` layout (index -> slots) it takes, and back.
+    """
+    slots: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        name, slot = key.rsplit("/", 1)
+        slots.setdefault(name, {})[slot] = value
+    names = list(slots)
+    state = {"state": dict(enumerate(slots.values())), "param_groups": []}
+    resized = resize_optimizer_state(state, names, src, dst)["state"]
+    return {f"{names[i]}/{slot}": value for i, per_param in resized.items() for slot, value in per_param.items()}
 
 
 def save(run: Run, name: str) -> Path | None:
@@ -145,8 +171,9 @@ def save(run: Run, name: str) -> Path | None:
         run.state.schedule = run.schedule.state_dict()
         run.state.metrics = run.history[-1] if run.history else None
         extra = {"stage_start_epoch": run.stage_start_epoch, "config": run.config.to_flat()}
+        scaler = run.scaler.state_dict() if run.scaler is not None else None
         path = save_checkpoint(
-            Path(run.config.checkpoint_dir) / name, run.model, run.optimizer, run.state, rngs, extra
+            Path(run.config.checkpoint_dir) / name, run.model, run.optimizer, run.state, rngs, extra, scaler
         )
         prune_checkpoints(run.config.checkpoint_dir, run.config.keep_checkpoints)
     barrier()
@@ -199,10 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="VIMPAC pre-training worker (run it through torchrun)")
     parser.add_argument("--config", required=True, help="JSON file of PretrainConfig.to_flat()")
     args = parser.parse_args(argv)
+    die_with_parent()  # torchrun killed (its launcher gone, or cancelled): this rank goes too
     config = PretrainConfig.from_flat(json.loads(Path(args.config).read_text()))
-    env = init_distributed(config.device)
+    rank = int(os.environ.get("RANK", 0))
     try:
+        env = init_distributed(config.device)
         metrics = train(config, env)
+    except BaseException as err:
+        record_failure(config.output, rank, err)
+        raise
     finally:
         cleanup()
     if env.is_main:

@@ -22,11 +22,13 @@ class Schedule:
     total_steps: int
 
     @classmethod
-    def from_fraction(cls, kind: str, warm_up: float, total_steps: int) -> Schedule:
-        """``warm_up`` is the fraction of ``total_steps`` spent warming up (the original flag)."""
+    def from_warm_up(cls, kind: str, warm_up: float, total_steps: int) -> Schedule:
+        """``warm_up`` as the original flag: below 1 the fraction of ``total_steps`` spent warming
+        up, else the number of warm-up steps."""
         if kind not in ("linear", "cosine", "constant"):
             raise ValueError(f"lr_scheduler must be linear, cosine or constant, got {kind!r}")
-        return cls(kind, int(warm_up * total_steps), max(1, total_steps))
+        warmup_steps = int(warm_up * total_steps) if warm_up < 1 else int(warm_up)
+        return cls(kind, warmup_steps, max(1, total_steps))
 
     def factor(self, step: int) -> float:
         """Multiplier of the base lr for the update made at ``step`` (0-based)."""

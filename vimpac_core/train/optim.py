@@ -1,10 +1,11 @@
-"""AdamW with a no-decay group, as in the paper (no weight decay on biases and LayerNorm weights).
+"""AdamW with a no-decay group, as in the paper: no weight decay on biases and LayerNorm weights.
 
-No decay: every parameter with fewer than 2 dimensions (biases, LayerNorm and BatchNorm weights,
-``cls_param``) and the positional embedding tables (``*pos_embedding*``: additive position codes,
-like biases). Decayed: every matrix, including the token embedding, whose weight is the tied
-mask-then-predict decoder. Groups carry parameter names so the optimizer state can be saved by
-name (checkpoint.py) and resized for stage 2.
+Everything else is decayed, as in the release: matrices (the token embedding, which is also the
+tied mask-then-predict decoder, included), the positional tables, ``cls_param`` and the contrastive
+head's BatchNorm weights. LayerNorms are found by module type, so the prediction head's LayerNorm
+(``mlm_head.transform.2``) is exempt too; the release matched names against "LayerNorm.weight",
+".ln.weight", "ln_pre.weight", ..., which missed that one. Groups carry parameter names so the
+optimizer state can be saved by name (checkpoint.py) and resized for stage 2.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ import torch
 from torch import nn
 
 
-def no_decay(name: str, param: torch.Tensor) -> bool:
-    """True when ``name`` gets no weight decay (see module docstring)."""
-    return param.ndim < 2 or "pos_embedding" in name
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Names of the parameters that get no weight decay: every bias and LayerNorm weight."""
+    names = {n for n, _ in model.named_parameters() if n == "bias" or n.endswith(".bias")}
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.LayerNorm) and module.weight is not None:
+            names.add(f"{prefix}.weight" if prefix else "weight")
+    return names
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups, ``decay`` and ``no_decay``, each with ``names`` aligned to ``params``."""
+    exempt = no_decay_names(model)
     groups = {"decay": ([], []), "no_decay": ([], [])}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        names, params = groups["no_decay" if no_decay(name, param) else "decay"]
+        names, params = groups["no_decay" if name in exempt else "decay"]
         names.append(name)
         params.append(param)
     return [

@@ -17,6 +17,7 @@ import glob
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import fsspec
@@ -150,23 +151,25 @@ def read_parquet(url: str, schema=None):
 def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     """Swap the fully written local folder ``tmp`` in as ``final`` (replacing any earlier one).
 
-    At every instant a complete folder exists under ``final`` or, between the two renames, under
-    its backup ``<final>.old``; :func:`complete_dir` finds whichever survived a crash.
+    An existing ``final`` is first moved aside to the hidden ``.<name>.old-<random>``, so at every
+    instant a complete folder exists under one of the two names; :func:`complete_dir` finds
+    whichever survived a crash between the renames. The moved-aside folder is removed last.
     """
     tmp, final = Path(tmp), Path(final)
-    old = final.with_name(final.name + ".old")
+    old = None
     if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(final, old)
     os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def complete_dir(final: str | Path) -> Path | None:
-    """``final``, else the backup a crash inside :func:`replace_dir` left, else None."""
+    """``final``, else the newest copy a crash inside :func:`replace_dir` moved aside, else None."""
     final = Path(final)
-    for candidate in (final, final.with_name(final.name + ".old")):
-        if candidate.is_dir():
-            return candidate
-    return None
+    if final.is_dir():
+        return final
+    aside = [p for p in final.parent.glob(f".{glob.escape(final.name)}.old-*") if p.is_dir()]
+    return max(aside, key=lambda p: p.stat().st_mtime) if aside else None

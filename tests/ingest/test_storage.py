@@ -77,3 +77,20 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     assert remove_stale_temps(url) == 2
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == sorted(["00001-abc.parquet", other.name])
     assert remove_stale_temps(str(tmp_path / "nowhere" / "x.parquet")) == 0
+
+
+def test_replace_dir_swaps_whole_folders_and_a_crash_leaves_a_complete_one(tmp_path):
+    from vimpac_core.storage import complete_dir, replace_dir
+
+    final = tmp_path / "tokenizer"
+    for version in ("v1", "v2"):
+        tmp = tmp_path / f"tokenizer.tmp-{version}"
+        tmp.mkdir()
+        (tmp / "weights").write_text(version)
+        assert replace_dir(tmp, final) == final
+        assert (final / "weights").read_text() == version and not tmp.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer"]  # nothing moved aside is left
+    # A kill between the two renames: the previous folder sits moved aside, final is missing.
+    final.rename(tmp_path / ".tokenizer.old-1a2b3c4d")
+    assert (complete_dir(final) / "weights").read_text() == "v2"
+    assert complete_dir(tmp_path / "nothing") is None

@@ -92,10 +92,10 @@ def test_checkpoint_swap_survives_a_crash_between_renames(tmp_path):
                       model=VQVAEConfig(codebook_size=16, embed_dim=8, channels=(8, 8, 8), num_res_blocks=0))
     train_vqvae(_frames(8), tmp_path, cfg, progress=False)
     assert find_checkpoint(tmp_path) == tmp_path / "checkpoint"
-    assert not (tmp_path / "checkpoint.tmp").exists() and not (tmp_path / "checkpoint.old").exists()
-    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # crashed after the first rename
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temporary or moved-aside folder
+    (tmp_path / "checkpoint").rename(tmp_path / ".checkpoint.old-0a1b2c3d")  # crashed after the first rename
     (tmp_path / "checkpoint.tmp").mkdir()  # and a half-written new one
-    assert find_checkpoint(tmp_path) == tmp_path / "checkpoint.old"
+    assert find_checkpoint(tmp_path) == tmp_path / ".checkpoint.old-0a1b2c3d"
     _, history = train_vqvae(_frames(8), tmp_path, TrainConfig(**{**cfg.__dict__, "steps": 3}), resume=True,
                              progress=False)
     assert [h["step"] for h in history] == [3]

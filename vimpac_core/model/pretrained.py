@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vimpac_core.errors import CheckpointError
+from vimpac_core.storage import replace_dir
 
 from .config import VimpacConfig
 
@@ -181,16 +181,6 @@ def load_pretrained_weights(
     model.load_state_dict(state, strict=False)
 
 
-def _atomic_replace_dir(tmp: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def read_pretrained(path: str | Path) -> tuple[VimpacConfig, str, dict[str, torch.Tensor]]:
     """-> (config, architecture class name, state_dict) of a saved folder; no pickle involved."""
     path = Path(path)
@@ -217,7 +207,7 @@ class PreTrainedMixin:
             save_file(state, str(tmp / WEIGHTS_NAME))
             meta = {"architecture": type(self).__name__, **self.config.model_dump()}
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-            _atomic_replace_dir(tmp, final)
+            replace_dir(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

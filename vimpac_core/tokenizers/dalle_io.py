@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vimpac_core.errors import TokenizerError
+from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.tokenizers.dalle import DalleDecoder, DalleEncoder, frames_to_encoder_input, stats_to_pixels
 from vimpac_core.tokenizers.identity import make_tokenizer_id, sha256_stream
 from vimpac_core.tokenizers.runtime import TorchTokenizer
@@ -114,7 +115,7 @@ def convert_dalle(source: str | os.PathLike, out_dir: str | os.PathLike) -> Path
     meta_path = out / META_NAME
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     meta[part] = {"source": os.path.basename(str(source)), "source_sha256": digest, **architecture(part, state)}
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    atomic_write_bytes(str(meta_path), json.dumps(meta, indent=2, sort_keys=True).encode())
     return weights
 
 

@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vimpac_core.errors import CheckpointError
+from vimpac_core.storage import replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,7 @@ def save_checkpoint(
             **(extra or {}),
         }
         _write_atomic(tmp / STATE_NAME, json.dumps(payload, indent=1, default=_json_default) + "\n")
-        if final.exists():
-            # Not atomic with the next rename: latest_checkpoint copes with a kill in between.
-            os.replace(final, final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}"))
-        os.replace(tmp, final)
+        replace_dir(tmp, final)  # two renames: latest_checkpoint copes with a kill in between
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

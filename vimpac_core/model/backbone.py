@@ -150,7 +150,8 @@ class VimpacModel(PreTrainedMixin, nn.Module):
 
         rows [B, T, H, W] bool: hidden [M, D] at those positions only (as ``hidden[rows]``). Nothing
         reads the other tokens' last outputs, so the last block's per-token layers (attention
-        output, MLP) skip them: pre-training predicts ~15% of the tokens, and this saves ~8% of a step.
+        output, MLP) skip them. Pre-training predicts ~15% of the tokens: the small model's step then
+        does ~8% fewer FLOPs (bench/README.md).
         """
         if codes.dim() != 4 or tuple(codes.shape[1:]) != self.config.grid_shape:
             raise ValueError(

@@ -25,7 +25,9 @@ from vimpac_core.model import (
 )
 from vimpac_core.model.convert import parse_args_txt
 
-KEYS_FILE = Path("/work/shared/reference/original-pretrain-checkpoint-keys.txt")
+# A copy of shared/reference/original-pretrain-checkpoint-keys.txt (the released checkpoint's keys), kept
+# in the repository so that a clean clone tests against it wherever it runs.
+KEYS_FILE = Path(__file__).parent / "data" / "original-pretrain-checkpoint-keys.txt"
 
 
 def _released_model(f: Namespace) -> ref.ModelWithHead:

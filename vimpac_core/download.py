@@ -48,6 +48,7 @@ from vimpac_core.storage import (
 )
 
 _CHUNK = 1 << 16  # small reads: an abandoned attempt notices its cancellation at the next one
+_HASH_CHUNK = 1 << 20  # reads of a local file being hashed (nothing to cancel)
 SIDECAR_SUFFIX = ".json"
 _T = TypeVar("_T")
 
@@ -200,7 +201,7 @@ def with_backoff(fn: Callable[[], _T], uri: str, cfg: DownloadConfig) -> _T:
 
 def _sha256_file(path: Path, uri: str, max_bytes: int) -> tuple[str, int]:
     with open(path, "rb") as f:
-        return _copy_capped(iter(lambda: f.read(1 << 20), b""), _Null(), uri, max_bytes)
+        return _copy_capped(iter(lambda: f.read(_HASH_CHUNK), b""), _Null(), uri, max_bytes)
 
 
 class _Null:

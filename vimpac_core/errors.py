@@ -54,8 +54,9 @@ class TokenizerError(VimpacError, ValueError):
     """A tokenizer spec, weights file or input is invalid."""
 
 
-class UnsafePickleError(TokenizerError):
-    """A pickle names a global outside the allow-list; it was refused, nothing was executed."""
+class UnsafePickleError(VimpacError, ValueError):
+    """A pickle (DALL-E weights, a snapshot's args.pickle) names a global outside the allow-list;
+    it was refused, nothing was executed."""
 
 
 class CheckpointError(VimpacError, ValueError):

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from vimpac_core.errors import ConfigError
 from vimpac_core.shards.schema import CLASSES_FILE
-from vimpac_core.storage import get_fs, read_bytes, read_parquet
+from vimpac_core.storage import get_fs, join, read_bytes, read_parquet
 
 LIST_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -124,7 +124,7 @@ def _load_class_index(class_index: str | Sequence[str]) -> list[str]:
         names = list(class_index)
         url = "the given class index"
     else:
-        url = class_index if class_index.endswith(".json") else f"{class_index.rstrip('/')}/{CLASSES_FILE}"
+        url = class_index if class_index.endswith(".json") else join(class_index, CLASSES_FILE)
         try:
             names = json.loads(read_bytes(url))["classes"]
         except FileNotFoundError as exc:

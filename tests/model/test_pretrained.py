@@ -23,6 +23,8 @@ from vimpac_core.model import (
     resize_optimizer_state,
     resize_state_dict,
 )
+from vimpac_core.train.checkpoint import load_optimizer_tensors, optimizer_tensors
+from vimpac_core.train.optim import build_optimizer
 
 TINY = dict(layers=1, hid_dim=128, frame_size=32, clip_len=3, vocab_size=40, nce_proj_hid_dim=32)
 
@@ -120,18 +122,20 @@ def test_adam_moments_of_positional_tables_are_resized() -> None:
     src_model = VimpacForPreTraining(VimpacConfig(**TINY))
     dst_model = VimpacForPreTraining(VimpacConfig(**{**TINY, "frame_size": 64}))
     codes = random_codes(src_model.config, batch=2)
-    opt = torch.optim.AdamW(src_model.parameters(), lr=1e-3)
-    src_model(codes).cls_projection.sum().backward()
+    opt = build_optimizer(src_model, lr=1e-3, beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=0.05)
+    out = src_model(codes)
+    (out.cls_projection.sum() + out.logits.mean()).backward()  # every parameter gets a gradient
     opt.step()
-    names = [n for n, _ in src_model.named_parameters()]
-    state = resize_optimizer_state(opt.state_dict(), names, src_model.config, dst_model.config)
+    saved = optimizer_tensors(opt)  # by name, as checkpoints hold them
+    resized = resize_optimizer_state(saved, src_model.config, dst_model.config)
     load_pretrained_weights(dst_model, src_model.state_dict(), src_config=src_model.config, different_shape=True)
-    dst_opt = torch.optim.AdamW(dst_model.parameters(), lr=1e-3)
-    dst_opt.load_state_dict(state)
-    height = names.index("backbone.positional_embedding.height_pos_embedding")
-    src_avg = opt.state_dict()["state"][height]["exp_avg"]
-    torch.testing.assert_close(dst_opt.state_dict()["state"][height]["exp_avg"],
-                               interpolate_positional_embedding(src_avg, (4,), (8,)))
+    dst_opt = build_optimizer(dst_model, lr=1e-3, beta1=0.9, beta2=0.98, eps=1e-8, weight_decay=0.05)
+    assert load_optimizer_tensors(dst_opt, resized) == []  # every parameter got its (resized) state
+    height = "backbone.positional_embedding.height_pos_embedding"
+    torch.testing.assert_close(resized[f"{height}/exp_avg"],
+                               interpolate_positional_embedding(saved[f"{height}/exp_avg"], (4,), (8,)))
+    mlp = "backbone.transformer.resblocks.0.mlp.c_fc.weight"
+    assert resized[f"{mlp}/exp_avg_sq"] is saved[f"{mlp}/exp_avg_sq"]
     dst_model(random_codes(dst_model.config, batch=2)).cls_projection.sum().backward()
     dst_opt.step()  # shapes agree with the resized parameters
 
@@ -170,3 +174,11 @@ def test_pre_activation_scales_the_residual_projections() -> None:
     post_ln = VimpacModel(config.model_copy(update={"pre_activation": False})).transformer.resblocks
     assert _std(post_ln[0].mlp.c_proj.weight) == pytest.approx(0.02, rel=0.05)
     assert _std(post_ln[0].attention_blocks[0].output.dense.weight) == pytest.approx(0.02, rel=0.05)
+
+
+def test_a_folder_moved_aside_by_a_killed_save_still_loads(tmp_path: Path) -> None:
+    model = VimpacForPreTraining(VimpacConfig(**TINY))
+    model.save_pretrained(tmp_path / "final")
+    (tmp_path / "final").rename(tmp_path / ".final.old-1234abcd")  # killed between replace_dir's renames
+    again = VimpacForPreTraining.from_pretrained(tmp_path / "final")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))

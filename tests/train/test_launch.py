@@ -79,3 +79,17 @@ def test_torchrun_command_shape():
     cmd = torchrun_command("/x/run.json", 2)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert cmd[cmd.index("--nproc_per_node") + 1] == "2" and cmd[-2:] == ["--config", "/x/run.json"]
+
+
+def test_failure_records_class_errors_a_rerun_would_raise_again_as_permanent(tmp_path):
+    import torch
+
+    from vimpac_core.errors import TransientDownloadError
+    from vimpac_core.train.launch import read_failures, record_failure
+
+    errors = [torch.OutOfMemoryError("CUDA out of memory"), ValueError("bad flag"), RuntimeError("NCCL timeout"),
+              TransientDownloadError("503")]
+    for rank, err in enumerate(errors):
+        record_failure(tmp_path, rank, err)
+    got = {r["type"]: r["permanent"] for r in read_failures(tmp_path)}
+    assert got == {"OutOfMemoryError": True, "ValueError": True, "RuntimeError": False, "TransientDownloadError": False}

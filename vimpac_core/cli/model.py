@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
-
-from vimpac_core.errors import CheckpointError, UnsafePickleError
 
 
 def import_checkpoint(args: argparse.Namespace) -> int:
     """Load SRC (folder or .zip with classifier.pt + args.pickle/args.txt) and save it to DST."""
     from vimpac_core.model import load_original_checkpoint
 
-    try:
-        model = load_original_checkpoint(args.src)
-    except (CheckpointError, UnsafePickleError) as exc:  # a refused pickle is not a CheckpointError
-        print(f"import-checkpoint: {exc}", file=sys.stderr)
-        return 2
+    model = load_original_checkpoint(args.src)  # errors: one line and exit 2 (cli.main)
     out = model.save_pretrained(args.dst)
     c = model.config
     params = sum(p.numel() for p in model.parameters())

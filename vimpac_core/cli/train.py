@@ -26,17 +26,16 @@ import yaml
 
 from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
+from vimpac_core.model.config import LAYOUT_PREFIX, layout_from_model_flag
 from vimpac_core.train.config import PretrainConfig, parse_stages
 
 COMMAND_FLAGS = {"timeout": None, "check": False}
-LAYOUT_PREFIX = "efflayout"  # the original's --model values: efflayout + a layout string
-
-
 def _layout(value: Any) -> tuple[str, Any]:
-    text = str(value)
-    if not text.startswith(LAYOUT_PREFIX):
-        raise ConfigError(f"model: {text!r} is not an original --model value; use efflayout<layout>, e.g. efflayoutT,H|W")
-    return "layout", text[len(LAYOUT_PREFIX):]
+    layout = layout_from_model_flag(str(value))
+    if layout is None:
+        raise ConfigError(f"model: {value!r} is not an original --model value; use {LAYOUT_PREFIX}<layout>, "
+                          f"e.g. {LAYOUT_PREFIX}T,H|W")
+    return "layout", layout
 
 
 # Original flag (underscored) -> (field, value) for the ones our config names differently.

@@ -14,6 +14,16 @@ PosEmb = Literal["default", "temporal_separation", "hw_separation"]
 NCE_DIM = 256  # width of the contrastive projection (fixed in the release)
 
 
+LAYOUT_PREFIX = "efflayout"  # every choice of the original --model flag starts with it (param.py)
+
+
+def layout_from_model_flag(value: object) -> str | None:
+    """The original ``--model`` value ('efflayoutT,H|W') -> our layout ('T,H|W'); None when it names none."""
+    if isinstance(value, str) and value.startswith(LAYOUT_PREFIX):
+        return value[len(LAYOUT_PREFIX):]
+    return None
+
+
 def parse_layout(layout: str) -> list[list[str]]:
     """'T,H|W' -> [['T'], ['H', 'W']]: attention blocks in order, each a list of parallel axes."""
     blocks = []

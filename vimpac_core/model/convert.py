@@ -25,13 +25,12 @@ import torch
 
 from vimpac_core.errors import CheckpointError, UnsafePickleError
 
-from .config import VimpacConfig
+from .config import LAYOUT_PREFIX, VimpacConfig, layout_from_model_flag
 from .modeling import VimpacForClassification, VimpacForPreTraining
 
 WEIGHTS_FILE = "classifier.pt"
 # Original flag names that are VimpacConfig fields (same names, by design); the layout comes from `model`.
 _FLAGS = set(VimpacConfig.model_fields) - {"num_labels", "gradient_checkpointing", "layout"}
-LAYOUT_PREFIX = "efflayout"  # every choice of the original --model flag starts with it (param.py)
 
 
 class NamespaceUnpickler(pickle.Unpickler):
@@ -134,13 +133,14 @@ def parse_args_txt(text: str, source: str = "args.txt") -> dict[str, Any]:
 def layout_from_flags(flags: dict[str, Any], source: str) -> str:
     """The original ``model`` flag ('efflayoutT,H|W') -> our layout ('T,H|W')."""
     model = flags.get("model")
-    if not isinstance(model, str) or not model.startswith(LAYOUT_PREFIX):
+    layout = layout_from_model_flag(model)
+    if layout is None:
         raise CheckpointError(
             f"{source}: flag model={model!r} does not name a layout; the original writes "
             f"'{LAYOUT_PREFIX}' + layout (e.g. '{LAYOUT_PREFIX}T,H|W'), and the layout's axes "
             "cannot be read from the weights: give the run's --model flag"
         )
-    return model[len(LAYOUT_PREFIX):]
+    return layout
 
 
 def _read_snapshot(path: Path) -> tuple[bytes, bytes | None, str | None, str]:

@@ -75,10 +75,11 @@ def mask_then_predict_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[
     logits = logits.reshape(-1, logits.shape[-1])
     labels = labels.reshape(-1)
     chosen = labels != -100
-    if not bool(chosen.any()):
+    count = int(chosen.sum())  # one host sync
+    if count == 0:
         zero = logits.sum() * 0.0
         return zero, zero.detach()
-    if not bool(chosen.all()):  # rows already restricted to masked positions need no copy
+    if count < chosen.numel():  # rows already restricted to masked positions need no copy
         logits, labels = logits[chosen], labels[chosen]
     loss = F.cross_entropy(logits, labels)
     accuracy = (logits.detach().argmax(dim=-1) == labels).float().mean()

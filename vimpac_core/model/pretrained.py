@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vimpac_core.errors import CheckpointError
-from vimpac_core.storage import replace_dir
+from vimpac_core.storage import complete_dir, replace_dir
 
 from .config import VimpacConfig
 
@@ -104,23 +104,17 @@ def resize_state_dict(
 
 
 def resize_optimizer_state(
-    optimizer_state: dict[str, Any], param_names: list[str], src: VimpacConfig, dst: VimpacConfig
-) -> dict[str, Any]:
-    """Interpolate the per-parameter tensors (Adam's exp_avg / exp_avg_sq) of positional tables.
-
-    ``optimizer_state`` is ``optimizer.state_dict()``; ``param_names[i]`` names the parameter with
-    index i in its param_groups (the order given to the optimizer). Other entries are kept as is.
-    """
-    state = {}
-    for index, per_param in optimizer_state["state"].items():
-        name = param_names[int(index)]
-        state[index] = dict(per_param)
-        if not _is_position(name):
-            continue
-        for key, value in per_param.items():
-            if torch.is_tensor(value) and value.dim() == 2:
-                state[index][key] = resize_state_dict({name: value}, src, dst)[name]
-    return {**optimizer_state, "state": state}
+    tensors: dict[str, torch.Tensor], src: VimpacConfig, dst: VimpacConfig
+) -> dict[str, torch.Tensor]:
+    """Optimizer tensors by name, ``"<parameter>/<slot>"`` (e.g. Adam's ``exp_avg``, ``exp_avg_sq``,
+    as checkpoints store them), with the positional tables' slots interpolated from ``src``'s token
+    grid to ``dst``'s like the tables themselves; every other entry is returned unchanged."""
+    out = {}
+    for key, value in tensors.items():
+        name = key.rsplit("/", 1)[0]
+        resize = _is_position(name) and torch.is_tensor(value) and value.dim() == 2
+        out[key] = resize_state_dict({name: value}, src, dst)[name] if resize else value
+    return out
 
 
 def _align_prefix(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -182,8 +176,11 @@ def load_pretrained_weights(
 
 
 def read_pretrained(path: str | Path) -> tuple[VimpacConfig, str, dict[str, torch.Tensor]]:
-    """-> (config, architecture class name, state_dict) of a saved folder; no pickle involved."""
-    path = Path(path)
+    """-> (config, architecture class name, state_dict) of a saved folder; no pickle involved.
+
+    A folder that a kill left moved aside while being replaced (see ``storage.replace_dir``) is read
+    from where it survived."""
+    path = complete_dir(path) or Path(path)
     if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"{path}: not a saved model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
     raw: dict[str, Any] = json.loads((path / CONFIG_NAME).read_text())

@@ -77,6 +77,8 @@ class ShardIndex:
         fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         root = root.rstrip("/")
         folder = f"{root}/{SHARDS_DIR}" if fs.isdir(f"{root}/{SHARDS_DIR}") else root
+        for listed in (folder, f"{root}/{MANIFEST_DIR}"):  # object stores cache listings: see what is new
+            fs.invalidate_cache(listed)
         paths = sorted(p for p in fs.ls(folder, detail=False) if p.endswith(".parquet"))
         if fs.isdir(f"{root}/{MANIFEST_DIR}"):
             done = {posixpath.basename(p) for p in fs.ls(f"{root}/{MANIFEST_DIR}", detail=False)}

@@ -167,16 +167,21 @@ class DalleEncoder(nn.Module):
         x = b.output(x)
         return x.to_dense() if onednn else x
 
+    def codes(self, x: torch.Tensor, *, exact: bool = True) -> torch.Tensor:
+        """float pixels [N, 3, H, W] holding 0..255 -> codes [N, H/8, W/8] (int64): the VIMPAC input
+        transform (:func:`frames_to_encoder_input`, in place), the encoder, argmax. ``exact=False``
+        takes the oneDNN path when it is on (see :meth:`prepack_cpu`)."""
+        if exact:
+            return self(frames_to_encoder_input(x.contiguous()), exact=True).argmax(1)
+        return self(frames_to_encoder_input(x)).argmax(1)
+
     @torch.inference_mode()
     def encode(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """uint8 RGB frames [N, H, W, 3] -> codes [N, H/8, W/8] (int64), exactly as released:
-        the VIMPAC input transform (:func:`frames_to_encoder_input`), the encoder, argmax."""
+        """uint8 RGB frames [N, H, W, 3] -> codes [N, H/8, W/8] (int64), exactly as released."""
         frames = torch.as_tensor(frames)
         if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 [N, H, W, 3]; got {frames.dtype} {tuple(frames.shape)}")
-        device = self.blocks.input.w.device
-        x = frames.to(device).permute(0, 3, 1, 2).float().contiguous()
-        return self(frames_to_encoder_input(x), exact=True).argmax(1)
+        return self.codes(frames.to(self.blocks.input.w.device).permute(0, 3, 1, 2).float())
 
 
 class DalleDecoder(nn.Module):

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from vimpac_core.errors import TokenizerError
 from vimpac_core.storage import atomic_write_bytes
-from vimpac_core.tokenizers.dalle import DalleDecoder, DalleEncoder, frames_to_encoder_input, stats_to_pixels
+from vimpac_core.tokenizers.dalle import DalleDecoder, DalleEncoder, stats_to_pixels
 from vimpac_core.tokenizers.identity import make_tokenizer_id, sha256_stream
 from vimpac_core.tokenizers.runtime import TorchTokenizer
 from vimpac_core.tokenizers.safe_pickle import load_module_pickle, stand_in_state_dict
@@ -140,9 +140,7 @@ class DalleTokenizer(TorchTokenizer):
                          self._encode, self._decode if decoder else None, batch_size)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast:
-            return self.encoder(frames_to_encoder_input(x)).argmax(1)
-        return self.encoder(frames_to_encoder_input(x.contiguous()), exact=True).argmax(1)
+        return self.encoder.codes(x, exact=not self.fast)
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         return stats_to_pixels(self.decoder(codes))

@@ -40,8 +40,11 @@ from vimpac_core.train.config import PretrainConfig
 # Config keys that may differ between a checkpoint's run and the run resuming it.
 RESUME_IGNORES = {"resume", "log_every", "keep_checkpoints"}
 FAILURE_PREFIX = "failure-rank"
-# Exceptions a rerun would raise again: never retried.
-PERMANENT_TYPES = (ValueError, TypeError, KeyError, AttributeError, ImportError, NotImplementedError, AssertionError)
+# Exceptions a rerun would raise again: never retried. Out of memory counts: the same batch on the
+# same card runs out again (lower bs_per_gpu, raise gradient_accumulation).
+PERMANENT_TYPES = (ValueError, TypeError, KeyError, AttributeError, ImportError, NotImplementedError, AssertionError,
+                   MemoryError)
+PERMANENT_NAMES = {"OutOfMemoryError"}  # torch.OutOfMemoryError (a RuntimeError), named: no torch import here
 
 
 class TrainingFailed(PermanentError):
@@ -249,7 +252,10 @@ def _group_alive(pgid: int) -> bool:
 
 def record_failure(output: str | Path, rank: int, err: BaseException) -> None:
     """Rank side: write ``<output>/failure-rank<N>.json`` (type, message, permanent) for the launcher."""
-    permanent = not err.retriable if isinstance(err, VimpacError) else isinstance(err, PERMANENT_TYPES)
+    if isinstance(err, VimpacError):
+        permanent = not err.retriable
+    else:
+        permanent = isinstance(err, PERMANENT_TYPES) or type(err).__name__ in PERMANENT_NAMES
     record = {"rank": rank, "type": type(err).__name__, "message": str(err)[:2000], "permanent": permanent}
     try:
         Path(output).mkdir(parents=True, exist_ok=True)

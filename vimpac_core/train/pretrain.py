@@ -29,7 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vimpac_core.data import PretrainClips
-from vimpac_core.model import VimpacConfig, VimpacForPreTraining, read_pretrained
+from vimpac_core.model import VimpacForPreTraining, read_pretrained
 from vimpac_core.model.pretrained import load_pretrained_weights, resize_optimizer_state
 from vimpac_core.shards.reader import ShardIndex
 from vimpac_core.train.checkpoint import (
@@ -96,7 +96,7 @@ def setup_run(config: PretrainConfig, env: DistEnv) -> Run:
         load_pretrained_weights(model, weights, src_config=src_config, different_shape=shape_change)
         if kind == "resume" or config.load_optimizer:
             loaded = load_checkpoint(folder)
-            moments = resize_adam_moments(loaded.optimizer, src_config, config.model) if shape_change else loaded.optimizer
+            moments = resize_optimizer_state(loaded.optimizer, src_config, config.model) if shape_change else loaded.optimizer
     model.to(env.device)
     if env.distributed:
         convert_sync_batchnorm(model, env.device)
@@ -145,24 +145,6 @@ def make_grad_scaler(
     return scaler
 
 
-def resize_adam_moments(
-    tensors: dict[str, torch.Tensor], src: VimpacConfig, dst: VimpacConfig
-) -> dict[str, torch.Tensor]:
-    """Checkpoint optimizer tensors ("<param>/<slot>") with positional tables' moments resized to dst's grid.
-
-    The resizing is model.pretrained.resize_optimizer_state; this only maps the checkpoint's
-    by-name layout to the ``optimizer.state_dict()`` layout (index -> slots) it takes, and back.
-    """
-    slots: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        name, slot = key.rsplit("/", 1)
-        slots.setdefault(name, {})[slot] = value
-    names = list(slots)
-    state = {"state": dict(enumerate(slots.values())), "param_groups": []}
-    resized = resize_optimizer_state(state, names, src, dst)["state"]
-    return {f"{names[i]}/{slot}": value for i, per_param in resized.items() for slot, value in per_param.items()}
-
-
 def save(run: Run, name: str) -> Path | None:
     """Checkpoint on rank 0 with every rank's RNG; all ranks must call it (collective)."""
     rngs = gather_objects(capture_rng())
@@ -189,8 +171,9 @@ def train(config: PretrainConfig, env: DistEnv) -> dict:
         run.writer = SummaryWriter(log_dir=str(Path(config.output) / "tensorboard"))
     def on_step(r: Run, metrics: dict) -> None:
         log_metrics(r, metrics)
-        if config.save_every and r.state.step % config.save_every == 0:
-            save(r, f"step_{r.state.step:08d}")
+        ends_epoch = r.state.batch >= steps_per_epoch(r) * config.accumulation_steps()
+        if config.save_every and r.state.step % config.save_every == 0 and not ends_epoch:
+            save(r, f"step_{r.state.step:08d}")  # an epoch's last step is saved just after, as the next epoch's start
 
     def should_stop(r: Run) -> bool:
         return config.max_steps is not None and r.state.step >= config.max_steps

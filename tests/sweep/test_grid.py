@@ -67,6 +67,8 @@ def test_normalize_canonicalises_configs_before_ids(tmp_path):
 
     with pytest.raises(ConfigError, match="give the same config"):
         expand_runs(sweep, normalize)
+    (run,) = expand_runs(load_sweep({"output": "o", "grid": {"lr": ["1e-4"]}, "tasks": {"a": {}}}), normalize)
+    assert run.config == {"lr": "1e-4"} and run.canonical == {"lr": 1e-4}  # runs get what was written
     bad = load_sweep({"output": "o", "grid": {"lr": [1e-4, -1]}, "tasks": {"a": {}}})
     with pytest.raises(ConfigError, match=r'task a at \{"lr":-1\}: lr: must be > 0'):
         expand_runs(bad, normalize)

@@ -79,12 +79,15 @@ class SweepConfig(BaseModel):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One fine-tune run of a sweep. ``config``: flat fine-tune fields without output/load."""
+    """One fine-tune run of a sweep. ``config``: the flat fine-tune fields as written (without
+    output/load), what the run is given; ``canonical``: the same validated with every default filled
+    in, what its id and key are taken from."""
 
     run_id: str
     task: str
     swept: dict[str, Any]
     config: dict[str, Any] = field(repr=False)
+    canonical: dict[str, Any] = field(repr=False)
 
 
 def canonical_json(value: Any) -> str:
@@ -164,8 +167,8 @@ def expand_runs(
     """Every run of the sweep in the stable order (module docstring).
 
     ``normalize`` turns a flat config into its canonical form (the fine-tune config validated, its
-    defaults filled in) before ids are taken, so a value written two ways keys the same run; it
-    raises ConfigError for a bad config, which is re-raised naming the task and grid point.
+    defaults filled in) for the ids, so a value written two ways keys the same run; it raises
+    ConfigError for a bad config, which is re-raised naming the task and grid point.
     """
     runs: list[RunSpec] = []
     for task in sweep.tasks:
@@ -175,12 +178,13 @@ def expand_runs(
         for point in itertools.product(*grid.values()):
             swept = dict(zip(grid, point, strict=True))
             config = {**base, **swept}
+            canonical = config
             if normalize is not None:
                 try:
-                    config = normalize(config)
+                    canonical = normalize(config)
                 except ConfigError as err:
                     raise ConfigError(f"task {task} at {canonical_json(swept)}: {err}") from None
-            run = RunSpec(f"{task}-{digest(config)[:10]}", task, swept, config)
+            run = RunSpec(f"{task}-{digest(canonical)[:10]}", task, swept, config, canonical)
             twin = next((r for r in runs if r.run_id == run.run_id), None)
             if twin is not None:
                 raise ConfigError(f"task {task}: grid points {canonical_json(twin.swept)} and "

@@ -77,8 +77,11 @@ def plan_sweep(
     sweep: SweepConfig,
     checkpoint: str | None = None,
     normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    pin: bool = True,
 ) -> SweepPlan:
-    """Everything a sweep needs before it fine-tunes (``checkpoint`` overrides the sweep file's)."""
+    """Everything a sweep needs before it fine-tunes (``checkpoint`` overrides the sweep file's).
+
+    ``pin`` False (a dry run) loads the resolved folder itself and writes nothing under the output."""
     spec = checkpoint or sweep.checkpoint
     if not spec:
         raise ConfigError(f"checkpoint: sweep {sweep.name!r} names none; set `checkpoint:` in the sweep file or "
@@ -87,7 +90,7 @@ def plan_sweep(
     resolved = resolve_checkpoint(spec)
     digest = checkpoint_digest(resolved.path)
     load = resolved.path
-    if spec.startswith(LATEST_PREFIX):  # a running pre-training prunes old steps: keep this one
+    if pin and spec.startswith(LATEST_PREFIX):  # a running pre-training prunes old steps: keep this one
         load = pin_checkpoint(resolved.path, digest, join(sweep.output, "checkpoints"))
     done = completed_runs(read_results(sweep.output))
     planned = []

@@ -1,11 +1,11 @@
 """The results table of a sweep output: ``<output>/results.parquet``, one row per run per sweep.
 
 Columns: the sweep (``sweep_id``, ``sweep_started_at``), the run (``run_id``, ``run_key``,
-``task``, ``config`` as canonical JSON, plus one column per swept field), the checkpoint
+``task``, ``config`` as canonical JSON (the fields as written), plus one column per swept field), the checkpoint
 (``checkpoint``, ``checkpoint_digest``, ``checkpoint_source``), the outcome (``status`` ok / failed
 / skipped, ``error``, ``top1``, ``top5``, ``mean_class_accuracy``, ``wall_time_s``, ``output``).
 
-The run key is the digest of (checkpoint digest, task, config): an ``ok`` row with a run's key
+The run key is the digest of (checkpoint digest, task, canonical config): an ``ok`` row with a run's key
 means that run is done, and a later sweep records it as ``skipped`` (carrying the earlier row's
 metrics and output) instead of fine-tuning again. Failed runs are not done: the next sweep
 retries them. Appending rewrites the whole file atomically (storage.atomic_write_bytes), so a
@@ -56,7 +56,7 @@ def results_url(output: str) -> str:
 
 def run_key(checkpoint_digest: str, run: RunSpec) -> str:
     """What makes two runs the same work: the weights they start from and their whole config."""
-    return digest({"checkpoint": checkpoint_digest, "task": run.task, "config": run.config})
+    return digest({"checkpoint": checkpoint_digest, "task": run.task, "config": run.canonical})
 
 
 def read_results(output: str) -> pa.Table | None:
@@ -94,7 +94,7 @@ def result_row(
         **{m: None if metrics.get(m) is None else float(metrics[m]) for m in METRICS},
     }
     for name in swept:
-        row[name] = _cell(run.config.get(name))
+        row[name] = _cell(run.canonical.get(name, run.config.get(name)))
     return row
 
 

@@ -301,3 +301,42 @@ def stage_video(uri: str, video_id: str, cfg: DownloadConfig, *, tmp_dir: str | 
             staged.cleanup()
             raise
     return staged
+
+
+class SharedStaging:
+    """Stage each source file once for a batch of videos: segments of one file share a download.
+
+    ``acquire`` stages a uri on its first use and hands the same local copy to the later videos
+    of the batch that read that uri; ``release`` deletes a temporary copy after its last use;
+    ``close`` deletes whatever is left (a batch cut short).
+    """
+
+    def __init__(self, uris: Iterable[str], cfg: DownloadConfig) -> None:
+        self._left: dict[str, int] = {}
+        for uri in uris:
+            self._left[uri] = self._left.get(uri, 0) + 1
+        self._staged: dict[str, StagedVideo] = {}
+        self._cfg = cfg
+
+    def acquire(self, uri: str, store_id: str) -> tuple[StagedVideo, bool]:
+        """(the staged copy of ``uri``, True when this call fetched or opened it).
+
+        ``store_id`` names the copy in the video store (see ``stored_copy_url``); give the same
+        id for every segment of a file so that later runs find one stored copy too.
+        """
+        if uri in self._staged:
+            return self._staged[uri], False
+        staged = stage_video(uri, store_id, self._cfg)
+        self._staged[uri] = staged
+        return staged, True
+
+    def release(self, uri: str) -> None:
+        """One video of ``uri`` is done: the copy goes once no later video of the batch needs it."""
+        self._left[uri] = self._left.get(uri, 1) - 1
+        if self._left[uri] <= 0 and uri in self._staged:
+            self._staged.pop(uri).cleanup()
+
+    def close(self) -> None:
+        for staged in self._staged.values():
+            staged.cleanup()
+        self._staged.clear()

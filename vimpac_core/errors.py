@@ -46,6 +46,11 @@ class VideoError(PermanentError):
     """A video cannot be probed or decoded (empty, truncated, no video stream, bad codec)."""
 
 
+class SegmentError(VideoError):
+    """A segment [start, end) of a readable video holds no frame (the list's window is wrong; the
+    file itself is fine, so its stored copy is kept)."""
+
+
 class DecodeTimeoutError(TransientError):
     """Decoding a video did not finish within its time limit; the decoder was killed."""
 

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
 from vimpac_core.config import IngestConfig
-from vimpac_core.download import drop_stored_copy, stage_video
-from vimpac_core.errors import ConfigError, VideoError, VimpacError
+from vimpac_core.download import SharedStaging, drop_stored_copy
+from vimpac_core.errors import ConfigError, SegmentError, VideoError, VimpacError
 from vimpac_core.inputs import VideoEntry, read_video_list
 from vimpac_core.shards.manifest import (
     ManifestRow,
@@ -63,7 +63,7 @@ class IngestPlan(BaseModel):
 def shard_id_for(index: int, entries: Iterable[VideoEntry], settings: dict, tokenizer_id: str) -> str:
     """``"<index:05d>-<12 hex>"``: stable for the same videos, settings and tokenizer."""
     payload = json.dumps(
-        {"videos": [e.model_dump() for e in entries], "settings": settings, "tokenizer": tokenizer_id},
+        {"videos": [e.identity() for e in entries], "settings": settings, "tokenizer": tokenizer_id},
         sort_keys=True,
     )
     return f"{index:05d}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
@@ -136,18 +136,20 @@ class _VideoResult:
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("download_s", "probe_s", "decode_s", "encode_s"), 0.0))
 
 
-def _decode_video(entry: VideoEntry, config: IngestConfig, views, res: _VideoResult) -> Iterator[dict[str, np.ndarray]]:
-    """Stage, probe, select and decode one video; yields windows {view: uint8 [n, S, S, 3]}."""
+def _decode_video(entry: VideoEntry, config: IngestConfig, views, res: _VideoResult,
+                  sources: SharedStaging) -> Iterator[dict[str, np.ndarray]]:
+    """Stage, probe, select (inside the entry's segment, if any) and decode one video; yields
+    windows {view: uint8 [n, S, S, 3]}. Segments of one file share its staged copy."""
     from vimpac_core.video import decode_views, probe
 
-    staged = stage_video(entry.uri, entry.video_id, config.download)
-    res.timings["download_s"] = staged.download_s
+    staged, fetched = sources.acquire(entry.uri, entry.source_id)
+    res.timings["download_s"] = staged.download_s if fetched else 0.0
     res.video_sha256, res.video_bytes = staged.sha256, staged.num_bytes
     t = time.perf_counter()
     try:
         try:
             info = probe(staged.path, timeout_s=config.probe_timeout_s)
-            indices, timestamps = info.select(config.fps)
+            indices, timestamps = info.select(config.fps, entry.window)
         finally:
             res.timings["probe_s"] = time.perf_counter() - t
         if len(indices) == 0:
@@ -160,15 +162,16 @@ def _decode_video(entry: VideoEntry, config: IngestConfig, views, res: _VideoRes
             yield window
             t = time.perf_counter()
     finally:
-        staged.cleanup()
+        sources.release(entry.uri)
 
 
 def _produce(entries, config, views, results, out_q: queue.Queue, stop: threading.Event) -> None:
     """Producer thread: put ("frames", i, window) / ("done", i) / ("end", exc) on ``out_q``."""
+    sources = SharedStaging([e.uri for e in entries], config.download)
     try:
         for i, entry in enumerate(entries):
             try:
-                for window in _decode_video(entry, config, views, results[i]):
+                for window in _decode_video(entry, config, views, results[i], sources):
                     if stop.is_set():
                         return
                     out_q.put(("frames", i, window))
@@ -178,6 +181,8 @@ def _produce(entries, config, views, results, out_q: queue.Queue, stop: threadin
         out_q.put(("end", None, None))
     except BaseException as exc:  # noqa: BLE001 - hand it to the consumer thread
         out_q.put(("end", None, exc))
+    finally:
+        sources.close()
 
 
 def _encode_pending(tokenizer, pending: list[tuple[int, str, np.ndarray]], results) -> None:
@@ -312,8 +317,8 @@ def process_shard(shard: ShardPlan, config: IngestConfig, tokenizer, *, retry_id
         before = previous.get(entry.video_id)
         rows, row = _video_outcome(shard.shard_id, res, before.attempts + 1 if before else 1, view_names,
                                    config, tokenizer.tokenizer_id, run_id)
-        if row.status == "failed" and row.error_class == "permanent":
-            drop_stored_copy(entry.uri, entry.video_id, config.download)  # a later retry fetches the source again
+        if row.status == "failed" and row.error_class == "permanent" and not isinstance(res.error, SegmentError):
+            drop_stored_copy(entry.uri, entry.source_id, config.download)  # a later retry fetches the source again
         token_rows.extend(rows)
         manifest.append(row)
     for url in (shard_url(config.out, shard.shard_id), manifest_url(config.out, shard.shard_id)):

@@ -1,8 +1,10 @@
 """Video lists: CSV, JSONL, Parquet and mmaction2 text lists -> ``VideoEntry`` rows.
 
 Columns: ``uri`` (fsspec URL or a path; relative paths resolve against ``root``, by default the
-list's folder), optional ``label`` (int or class name), ``split`` and ``video_id`` (default:
-derived from the uri). Video ids are made safe for file names, so they never escape a folder.
+list's folder), optional ``label`` (int or class name), ``split``, ``video_id`` (default:
+derived from the uri) and ``start``/``end`` (seconds: a segment of a longer video, as Kinetics
+clips are; its id then carries the window). Video ids are made safe for file names, so they
+never escape a folder.
 Class names get a stable index: their sorted order over the whole list (``classes.json``), or
 their position in a given class index (the train list's ``classes.json``, for a val list).
 """
@@ -32,7 +34,8 @@ _MAX_ID_LEN = 120
 
 
 class VideoEntry(BaseModel):
-    """One video of a list. ``label`` is the class index (None when unlabelled)."""
+    """One video of a list. ``label`` is the class index (None when unlabelled); ``start``/``end``
+    (seconds of source time, None: the video's start / end) make it a segment of ``uri``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -40,6 +43,26 @@ class VideoEntry(BaseModel):
     video_id: str
     label: int | None = None
     split: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def window(self) -> tuple[float, float] | None:
+        """(start, end) seconds of the segment; None for a whole video."""
+        if self.start is None and self.end is None:
+            return None
+        return (self.start or 0.0, math.inf if self.end is None else self.end)
+
+    @property
+    def source_id(self) -> str:
+        """The name of the source file's copy in a video store: shared by every segment of a file
+        (one download serves them all); a whole video's own id."""
+        return self.video_id if self.window is None else safe_video_id(_stem_of_uri(self.uri))
+
+    def identity(self) -> dict[str, Any]:
+        """What defines this video's rows (shard ids hash it): start/end only when set, so lists
+        without segments keep the shard ids they had before segments existed."""
+        return self.model_dump(exclude=set() if self.window else {"start", "end"})
 
 
 def safe_video_id(text: str) -> str:
@@ -55,6 +78,41 @@ def _stem_of_uri(uri: str) -> str:
     path = uri.split("://", 1)[-1].split("?", 1)[0].rstrip("/")
     name = path.rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _seconds_tag(seconds: float) -> str:
+    """14 -> '000014' (Kinetics' clip names), 14.5 -> '14.500'."""
+    return f"{int(seconds):06d}" if float(seconds).is_integer() else f"{seconds:.3f}"
+
+
+def _base_id(uri: str, start: float | None, end: float | None) -> str:
+    """The id a row gets from its uri: the file's stem, plus the window for a segment."""
+    stem = _stem_of_uri(uri)
+    if start is None and end is None:
+        return stem
+    return f"{stem}_{_seconds_tag(start or 0.0)}_{'end' if end is None else _seconds_tag(end)}"
+
+
+def _seconds(value: Any, column: str, row: int, url: str) -> float | None:
+    """A start/end cell as seconds (None when empty); ConfigError naming the row otherwise."""
+    value = _clean_label(value)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"video list {url!r}, row {row + 1}: {column} {value!r} is not a time in seconds (>= 0)")
+    return seconds
+
+
+def _window(rec: dict[str, Any], row: int, url: str) -> tuple[float | None, float | None]:
+    start, end = _seconds(rec.get("start"), "start", row, url), _seconds(rec.get("end"), "end", row, url)
+    if start is not None and end is not None and end <= start:
+        raise ConfigError(f"video list {url!r}, row {row + 1}: end {end:g} is not after start {start:g}; "
+                          "a segment is [start, end) in seconds")
+    return start, end
 
 
 def _resolve(uri: str, root: str) -> str:
@@ -201,18 +259,21 @@ def read_video_list(
     given = None if class_index is None else _load_class_index(class_index)
     ints, classes = _label_indices([_clean_label(r.get("label")) for r in records], url, given)
     uris = [_resolve(str(r["uri"]), base) for r in records]
-    stems = Counter(_stem_of_uri(u) for u in uris)
+    windows = [_window(r, i, url) for i, r in enumerate(records)]
+    bases = [_base_id(u, *w) for u, w in zip(uris, windows, strict=True)]
+    counts = Counter(bases)
     entries = []
-    for rec, uri, label in zip(records, uris, ints, strict=True):
+    for rec, uri, label, window, base_id in zip(records, uris, ints, windows, bases, strict=True):
         given = rec.get("video_id")
         if given:
             vid = safe_video_id(str(given))
-        elif stems[_stem_of_uri(uri)] > 1:  # same file name in two folders: keep both apart
-            vid = safe_video_id(f"{_stem_of_uri(uri)}-{hashlib.sha256(uri.encode()).hexdigest()[:8]}")
+        elif counts[base_id] > 1:  # same file name in two folders: keep both apart
+            vid = safe_video_id(f"{base_id}-{hashlib.sha256(uri.encode()).hexdigest()[:8]}")
         else:
-            vid = safe_video_id(_stem_of_uri(uri))
+            vid = safe_video_id(base_id)
         split = rec.get("split")
-        entries.append(VideoEntry(uri=uri, video_id=vid, label=label, split=None if split in (None, "") else str(split)))
+        entries.append(VideoEntry(uri=uri, video_id=vid, label=label, split=None if split in (None, "") else str(split),
+                                  start=window[0], end=window[1]))
     dupes = [v for v, n in Counter(e.video_id for e in entries).items() if n > 1]
     if dupes:
         raise ConfigError(f"video list {url!r} has duplicate video ids {dupes[:5]}: make uris or video_id unique")

@@ -100,3 +100,30 @@ def test_one_frame_clip_matches_ffmpeg(clips):
     info = probe(clips["one_frame"])
     for fps in (2, 45):
         assert np.array_equal(fps_select(info.frame_times, fps), ffmpeg_fps_indices(clips["one_frame"], fps))
+
+
+def ffmpeg_cut_indices(path, start: float, end: float, fps: float) -> np.ndarray:
+    """Source frames FFmpeg outputs when the segment is cut out first, then sampled at ``fps``."""
+    frames = ffmpeg_rgb24(path, f"trim=start={start}:end={end},setpts=PTS-STARTPTS,fps={fps}", H, W)
+    return np.array([read_frame_index(f) for f in frames], dtype=np.int64)
+
+
+@pytest.mark.parametrize("name", ["cfr30", "ntsc", "cfr24", "vfr"])
+def test_window_matches_ffmpeg_cut_then_fps(clips, name):
+    info = probe(clips[name])
+    for start, end in [(0.5, 2.0), (0.51, 2.0), (0.5, 1.24), (1.01, 2.2), (0.0, 0.7), (2.0, 9.0)]:
+        for fps in (1, 2, 3, 7.5):
+            ours = fps_select(info.frame_times, fps, (start, end))
+            ref = ffmpeg_cut_indices(clips[name], start, end, fps)
+            assert np.array_equal(ours, ref), f"{name} [{start}, {end}) at fps={fps}: {ours} != {ref}"
+            starts = info.frame_times[ours, 0]
+            assert np.all(starts >= start - 1e-4) and np.all(starts < end)
+
+
+def test_window_holding_no_frame_selects_nothing_and_bad_windows_fail():
+    times = cfr_times(30, 10.0)  # 0.0 .. 3.0 s
+    assert fps_select(times, 2, (3.5, 5.0)).size == 0
+    assert fps_select(times, 2, (1.0, float("inf"))).tolist() == (10 + fps_select(times[10:], 2)).tolist()
+    for bad in [(2.0, 2.0), (2.0, 1.0), (float("nan"), 2.0)]:
+        with pytest.raises(ValueError, match="window"):
+            fps_select(times, 2, bad)

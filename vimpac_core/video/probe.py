@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vimpac_core.errors import VideoError
+from vimpac_core.errors import SegmentError, VideoError
 from vimpac_core.video.select import fps_select
 
 
@@ -48,17 +48,27 @@ class VideoInfo:
     avg_fps: float
     start_s: float = 0.0
 
-    def select(self, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    def select(self, fps: float, window: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frames to keep at ``fps`` (FFmpeg's fps filter, see ``fps_select``).
 
+        Args:
+            window: (start, end) in source seconds (the clock of the returned timestamps): keep
+                only frames of this segment, selected as if it had been cut out. None: all.
         Returns:
             (indices int64 [M], timestamps float32 [M] = source time in seconds of each chosen
             frame's start: ``start_s`` plus its offset from the first frame).
         Raises:
-            VideoError: the video is too short to give a single frame at this fps.
-            ValueError: fps <= 0.
+            VideoError: the video is too short to give a single frame at this fps (SegmentError:
+                the window is).
+            ValueError: fps <= 0, or a window with end <= start.
         """
-        indices = fps_select(self.frame_times, fps)
+        relative = None if window is None else (window[0] - self.start_s, window[1] - self.start_s)
+        indices = fps_select(self.frame_times, fps, relative)
+        if indices.size == 0 and window is not None:
+            raise SegmentError(
+                f"{self.uri}: the segment [{window[0]:g}, {window[1]:g}) s gives no frame at fps={fps}; the video "
+                f"spans [{self.start_s:g}, {self.start_s + self.duration_s:g}) s: check start/end in the video list"
+            )
         if indices.size == 0:
             raise VideoError(
                 f"{self.uri}: too short for fps={fps}: {self.num_frames} frame(s), {self.duration_s:.3f} s "

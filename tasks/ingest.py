@@ -88,7 +88,7 @@ class CommittedShard(CachePolicy):
 
 
 def _check_tokenizer(config: IngestConfig, tokenizer_id: str):
-    tokenizer = get_tokenizer(config.tokenizer, config.device, config.batch_size)
+    tokenizer = get_tokenizer(config.tokenizer, config.device, config.batch_size, config.precision)
     if tokenizer.tokenizer_id != tokenizer_id:
         raise TokenizerError(
             f"{config.tokenizer} now has id {tokenizer.tokenizer_id[:24]}..., the plan of {config.out} was made "
@@ -101,7 +101,7 @@ def _check_tokenizer(config: IngestConfig, tokenizer_id: str):
       retry_condition_fn=only_transient)
 def prepare_ingest(config: IngestConfig) -> IngestPlan:
     """Load the tokenizer (its id names the shards), read the list, plan shards, write classes.json."""
-    tokenizer = get_tokenizer(config.tokenizer, config.device, config.batch_size)
+    tokenizer = get_tokenizer(config.tokenizer, config.device, config.batch_size, config.precision)
     return prepare_output(config, tokenizer.tokenizer_id)
 
 

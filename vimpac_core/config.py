@@ -51,6 +51,8 @@ class IngestConfig(BaseModel):
         views: a view-set name (pretrain, finetune, test) or comma-separated explicit view specs.
         flip: include flipped views in view sets that have them (``--no-flip`` for SSV2-like data).
         tokenizer: ``dalle:PATH`` or ``vqvae:PATH``.
+        precision: the tokenizer's encoding precision: ``fp32`` (the release's exact codes) or
+            ``bf16`` (needs native bf16 on ``device``); recorded in the tokenizer id of every row.
         device: torch device of the tokenizer.
         shard_size: videos per shard (each shard is a unit of retry).
         batch_size: frames per tokenizer batch.
@@ -74,6 +76,7 @@ class IngestConfig(BaseModel):
     views: str = "pretrain"
     flip: bool = True
     tokenizer: str
+    precision: Literal["fp32", "bf16"] = "fp32"
     device: str = "cpu"
     shard_size: int = Field(default=64, gt=0)
     batch_size: int = Field(default=64, gt=0)

@@ -90,13 +90,26 @@ def prepare_output(config: IngestConfig, tokenizer_id: str) -> IngestPlan:
     if exists(plan_url):
         old = IngestPlan.model_validate_json(read_bytes(plan_url))
         if [s.shard_id for s in old.shards] != [s.shard_id for s in plan.shards] or old.classes != classes:
-            raise ConfigError(
-                f"{config.out} already holds an ingest of another list or other settings "
-                f"({old.config.inputs}, tokenizer {old.tokenizer_id[:18]}...): use a new --out"
-            )
+            raise ConfigError(_plan_conflict(config.out, old, plan))
     atomic_write_bytes(join(config.out, CLASSES_FILE), json.dumps({"classes": classes}, indent=1).encode())
     atomic_write_bytes(plan_url, plan.model_dump_json(indent=1).encode())
     return plan
+
+
+def _plan_conflict(out: str, old: IngestPlan, new: IngestPlan) -> str:
+    """Why ``out``'s plan refuses a new one: the tokenizer setting that differs (both values), else
+    the generic reason (another list or other extraction settings)."""
+    from vimpac_core.tokenizers.identity import parse_tokenizer_id
+
+    (old_kind, old_sha, old_prec), (kind, sha, prec) = map(parse_tokenizer_id, (old.tokenizer_id, new.tokenizer_id))
+    if (old_kind, old_sha) == (kind, sha) and old_prec != prec:
+        return (f"{out} already holds tokens of precision {old_prec}, this run asks for precision {prec}: "
+                f"precisions never mix in one output; rerun with --precision {old_prec} or use a new --out")
+    if (old_kind, old_sha) != (kind, sha):
+        return (f"{out} already holds tokens of tokenizer {old.tokenizer_id[:24]}..., this run's is "
+                f"{new.tokenizer_id[:24]}...: tokenizers never mix in one output; use a new --out")
+    return (f"{out} already holds an ingest of another list or other settings "
+            f"({old.config.inputs}, tokenizer {old.tokenizer_id[:18]}...): use a new --out")
 
 
 def load_plan(out: str) -> IngestPlan:
@@ -118,11 +131,11 @@ def failed_video_ids(out: str, shard: ShardPlan, *, include_permanent: bool = Fa
 
 
 @lru_cache(maxsize=4)
-def get_tokenizer(spec: str, device: str = "cpu", batch_size: int = 64):
+def get_tokenizer(spec: str, device: str = "cpu", batch_size: int = 64, precision: str = "fp32"):
     """The tokenizer of ``spec``, loaded once per process (tasks of one worker share it)."""
     from vimpac_core.tokenizers import load_tokenizer
 
-    return load_tokenizer(spec, device=device, batch_size=batch_size)
+    return load_tokenizer(spec, device=device, batch_size=batch_size, precision=precision)
 
 
 @dataclass

@@ -40,6 +40,8 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     one.add_argument("--crop-type", choices=["top", "center", "bottom"], help="crop position (default: center)")
     one.add_argument("--hflip", action="store_true", help="flip the crop horizontally")
     p.add_argument("--device", default="cpu", help="tokenizer device (cpu, cuda, cuda:1)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="tokenizer precision: fp32 (the release's exact codes) or bf16 (native bf16 only)")
     p.add_argument("--shard-size", type=int, default=64, help="videos per shard")
     p.add_argument("--batch-size", type=int, default=64, help="frames per tokenizer batch")
     p.add_argument("--decode-window", type=int, default=32, help="frames decoded at a time")
@@ -76,7 +78,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         inputs=args.inputs, out=args.out, root=args.root, list_format=args.list_format,
         class_index=args.class_index, fps=args.fps,
         frame_size=args.frame_size, views=views_from_args(args), flip=args.flip, tokenizer=args.tokenizer,
-        device=args.device, shard_size=args.shard_size, batch_size=args.batch_size,
+        precision=args.precision, device=args.device, shard_size=args.shard_size, batch_size=args.batch_size,
         decode_window=args.decode_window, probe_timeout_s=args.probe_timeout,
         decode_timeout_s=args.decode_timeout, download=download, task_runner=args.task_runner,
         max_workers=args.max_workers, dask_address=args.dask_address, task_retries=args.task_retries,
@@ -90,7 +92,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if not exists(config.inputs):
         raise ConfigError(f"video list {config.inputs} does not exist")
-    get_tokenizer(config.tokenizer, config.device, config.batch_size)  # bad weights fail here, not in a flow
+    # Bad weights (or bf16 on a device without it) fail here, not in a flow.
+    get_tokenizer(config.tokenizer, config.device, config.batch_size, config.precision)
     try:
         summary = run_ingest(config)
     except ShardTasksFailed as exc:

@@ -14,7 +14,13 @@ import importlib
 from typing import Any
 
 from vimpac_core.tokenizers.base import TOKENIZER_KINDS, Decodable, Tokenizer, parse_tokenizer_spec
-from vimpac_core.tokenizers.identity import make_tokenizer_id, sha256_file, split_tokenizer_id
+from vimpac_core.tokenizers.identity import (
+    make_tokenizer_id,
+    parse_tokenizer_id,
+    sha256_file,
+    split_tokenizer_id,
+    tokenizer_precision,
+)
 
 _LAZY = {
     "DalleDecoder": "dalle",
@@ -60,7 +66,9 @@ __all__ = [
     "VQVAETokenizer",
     "load_tokenizer",
     "make_tokenizer_id",
+    "parse_tokenizer_id",
     "parse_tokenizer_spec",
     "sha256_file",
     "split_tokenizer_id",
+    "tokenizer_precision",
 ]

@@ -170,7 +170,12 @@ class DalleEncoder(nn.Module):
     def codes(self, x: torch.Tensor, *, exact: bool = True) -> torch.Tensor:
         """float pixels [N, 3, H, W] holding 0..255 -> codes [N, H/8, W/8] (int64): the VIMPAC input
         transform (:func:`frames_to_encoder_input`, in place), the encoder, argmax. ``exact=False``
-        takes the oneDNN path when it is on (see :meth:`prepack_cpu`)."""
+        takes the oneDNN path when it is on (see :meth:`prepack_cpu`). Weights cast to bf16 (by
+        ``DalleTokenizer(precision="bf16")``): the transform in fp32, the encoder in bf16 on
+        channels-last activations (oneDNN's fast layout), the argmax of its bf16 logits."""
+        dtype = self.blocks.input.w.dtype
+        if dtype != torch.float32:
+            return self(frames_to_encoder_input(x).to(dtype, memory_format=torch.channels_last)).argmax(1)
         if exact:
             return self(frames_to_encoder_input(x.contiguous()), exact=True).argmax(1)
         return self(frames_to_encoder_input(x)).argmax(1)

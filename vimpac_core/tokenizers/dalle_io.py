@@ -126,18 +126,25 @@ class DalleTokenizer(TorchTokenizer):
     so logits (and codes) are bit-identical to it for the same batch size and thread count.
     ``fast=True`` on CPU opts in to oneDNN with prepacked weights (``DalleEncoder.prepack_cpu``):
     about 1.15x the frames/s, logits within ~1e-6, so codes can differ at near-ties.
+    ``precision="bf16"``: the encoder's weights are cast to bf16 once (``fast`` is then ignored);
+    the decoder stays fp32.
     """
 
     def __init__(self, encoder: DalleEncoder, decoder: DalleDecoder | None = None,
-                 device: str | torch.device = "cpu", batch_size: int = 8, fast: bool = False) -> None:
+                 device: str | torch.device = "cpu", batch_size: int = 8, fast: bool = False,
+                 precision: str = "fp32") -> None:
         if encoder.source_sha256 is None:
             raise TokenizerError("the DALL-E encoder has no source_sha256 (the tokenizer id needs it): "
                                  "load it with load_dalle_encoder, or set encoder.source_sha256")
+        tokenizer_id = make_tokenizer_id("dalle", encoder.source_sha256, precision)
         self.encoder = encoder.to(device).eval()
-        self.fast = fast and torch.device(device).type == "cpu" and self.encoder.prepack_cpu()
+        if precision == "bf16":
+            self.encoder.to(torch.bfloat16, memory_format=torch.channels_last)
+        self.fast = (fast and precision == "fp32" and torch.device(device).type == "cpu"
+                     and self.encoder.prepack_cpu())
         self.decoder = decoder.to(device).eval() if decoder else None
-        super().__init__(make_tokenizer_id("dalle", encoder.source_sha256), encoder.vocab_size, device,
-                         self._encode, self._decode if decoder else None, batch_size)
+        super().__init__(tokenizer_id, encoder.vocab_size, device,
+                         self._encode, self._decode if decoder else None, batch_size, precision)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder.codes(x, exact=not self.fast)
@@ -147,7 +154,7 @@ class DalleTokenizer(TorchTokenizer):
 
 
 def load_dalle_tokenizer(path: str, device: str | torch.device = "cpu", batch_size: int = 8,
-                         fast: bool = False) -> DalleTokenizer:
+                         fast: bool = False, precision: str = "fp32") -> DalleTokenizer:
     """``encoder.pkl`` (``decoder.pkl`` in the same place is picked up) or a converted folder."""
     encoder = load_dalle_encoder(path)
     decoder = None
@@ -159,4 +166,4 @@ def load_dalle_tokenizer(path: str, device: str | torch.device = "cpu", batch_si
         sibling = posixpath.join(posixpath.dirname(enc_path), "decoder.pkl")
         if fs.exists(sibling):
             decoder = load_dalle_decoder(fs.unstrip_protocol(sibling) if "://" in str(path) else sibling)
-    return DalleTokenizer(encoder, decoder, device=device, batch_size=batch_size, fast=fast)
+    return DalleTokenizer(encoder, decoder, device=device, batch_size=batch_size, fast=fast, precision=precision)

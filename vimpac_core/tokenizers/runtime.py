@@ -4,6 +4,11 @@ A tokenizer takes uint8 frames [N, H, W, 3] (RGB, H and W multiples of 8) and re
 [N, H/8, W/8]. Work runs in chunks of ``batch_size`` frames under ``torch.inference_mode`` so
 memory stays bounded whatever N is; activations use channels-last memory layout on CPU, which
 oneDNN convolutions run faster.
+
+``precision``: ``"fp32"`` (default: the release's exact codes) or ``"bf16"``: the encoder's
+weights are cast to bf16 once (faster than autocast, which re-casts them every batch in
+inference), pixels are transformed in fp32 and cast after; the tokenizer id then ends in
+``@bf16``. bf16 is refused where the device has no native bf16 (``vimpac_core.precision``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 import torch
 
 from vimpac_core.errors import TokenizerError
+from vimpac_core.precision import check_bf16, check_precision
 from vimpac_core.tokenizers.base import parse_tokenizer_spec
 from vimpac_core.tokenizers.identity import make_tokenizer_id, sha256_file
 from vimpac_core.tokenizers.vqvae import VQVAE, WEIGHTS_NAME, pixels_to_model_range
@@ -46,14 +52,17 @@ class TorchTokenizer:
     Args:
         encode_batch: float32 [B, 3, H, W] in [0, 255] (channels-last) -> codes [B, h, w].
         decode_batch: codes [B, h, w] int64 -> float [B, 3, 8h, 8w] in [0, 1], or None.
+        precision: the encoder's precision (``"fp32"`` or ``"bf16"``), recorded in ``tokenizer_id``.
     """
 
     downsample = DOWNSAMPLE
 
     def __init__(self, tokenizer_id: str, vocab_size: int, device: str | torch.device,
                  encode_batch: Callable[[torch.Tensor], torch.Tensor],
-                 decode_batch: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int) -> None:
+                 decode_batch: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int,
+                 precision: str = "fp32") -> None:
         self.tokenizer_id = tokenizer_id
+        self.precision = precision
         self.vocab_size = int(vocab_size)
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
@@ -99,10 +108,13 @@ class VQVAETokenizer(TorchTokenizer):
     """Our VQ-VAE behind the Tokenizer protocol; id = ``vqvae:<sha256 of model.safetensors>``."""
 
     def __init__(self, model: VQVAE, weights_sha256: str, device: str | torch.device = "cpu",
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, precision: str = "fp32") -> None:
+        tokenizer_id = make_tokenizer_id("vqvae", weights_sha256, precision)
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
-        super().__init__(make_tokenizer_id("vqvae", weights_sha256), model.config.codebook_size, device,
-                         self._encode, self._decode, batch_size)
+        if precision == "bf16":
+            self.model.encoder.to(torch.bfloat16)  # the quantizer's codebook and the decoder stay fp32
+        super().__init__(tokenizer_id, model.config.codebook_size, device,
+                         self._encode, self._decode, batch_size, precision)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode_codes(pixels_to_model_range(x))
@@ -112,23 +124,27 @@ class VQVAETokenizer(TorchTokenizer):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
-                        batch_size: int = 64) -> VQVAETokenizer:
+                        batch_size: int = 64, precision: str = "fp32") -> VQVAETokenizer:
         model = VQVAE.from_pretrained(directory, device=device)
-        return cls(model, sha256_file(Path(directory) / WEIGHTS_NAME), device, batch_size)
+        return cls(model, sha256_file(Path(directory) / WEIGHTS_NAME), device, batch_size, precision)
 
 
 def load_tokenizer(spec: str, device: str | torch.device = "cpu", batch_size: int | None = None,
-                   fast: bool = False) -> TorchTokenizer:
+                   fast: bool = False, precision: str = "fp32") -> TorchTokenizer:
     """``"vqvae:DIR"``, ``"dalle:encoder.pkl"`` (decoder.pkl beside it is used if present) or
     ``"dalle:CONVERTED_DIR"`` -> a tokenizer with encode (and decode where a decoder exists).
 
     batch_size: frames per forward pass (default 64 for the VQ-VAE, 8 for DALL-E) bounds memory.
     fast: DALL-E on CPU only: the oneDNN path (about 1.15x faster; codes may differ from the
-        release at near-ties) instead of the release's exact ops.
+        release at near-ties) instead of the release's exact ops. Ignored in bf16.
+    precision: ``"fp32"`` (the release's codes) or ``"bf16"`` (ConfigError where the device has
+        no native bf16).
     """
     kind, path = parse_tokenizer_spec(spec)
+    if check_precision(precision) == "bf16":
+        check_bf16(device, "precision", "precision fp32")
     if kind == "vqvae":
-        return VQVAETokenizer.from_pretrained(path, device=device, batch_size=batch_size or 64)
+        return VQVAETokenizer.from_pretrained(path, device=device, batch_size=batch_size or 64, precision=precision)
     from vimpac_core.tokenizers.dalle_io import load_dalle_tokenizer
 
-    return load_dalle_tokenizer(path, device=device, batch_size=batch_size or 8, fast=fast)
+    return load_dalle_tokenizer(path, device=device, batch_size=batch_size or 8, fast=fast, precision=precision)

@@ -201,8 +201,11 @@ class VQVAE(nn.Module):
                 "recon_loss": recon_loss, "commit_loss": commit}
 
     def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, 3, H, W] in [-1, 1] (H, W multiples of 8) -> codes [B, H/8, W/8] int64."""
-        z = self.encoder(x)
+        """x [B, 3, H, W] in [-1, 1] (H, W multiples of 8) -> codes [B, H/8, W/8] int64.
+
+        The encoder runs in its weights' dtype (bf16 once a tokenizer cast it); the nearest-code
+        distances always in fp32 (for fp32 weights both casts are no-ops)."""
+        z = self.encoder(x.to(self.encoder.out.weight.dtype)).float()
         b, d, h, w = z.shape
         return self.quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
 

@@ -22,6 +22,7 @@ from tasks.ingest import (
     tokenize_shard,
 )
 from vimpac_core.config import IngestConfig
+from vimpac_core.errors import ConfigError
 
 
 class ShardTasksFailed(RuntimeError):
@@ -87,10 +88,23 @@ def build_task_runner(config: IngestConfig):
         from prefect_dask import DaskTaskRunner
 
         if config.dask_address:
+            _check_api_for_remote_workers(config.dask_address)
             return DaskTaskRunner(address=config.dask_address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": config.max_workers, "processes": False,
                                               "threads_per_worker": 1, "dashboard_address": None})
     return ThreadPoolTaskRunner(max_workers=config.max_workers)
+
+
+def _check_api_for_remote_workers(address: str) -> None:
+    """Workers of an existing cluster report task runs to the Prefect API: a temporary server, which
+    lives in this process only, is out of their reach (each would start its own and time out)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError(
+            f"dask_address {address}: the Dask workers need a Prefect server to report to; start one "
+            "(`prefect server start`) and set PREFECT_API_URL for this command and for every Dask worker"
+        )
 
 
 def run_ingest(config: IngestConfig) -> dict:

@@ -32,8 +32,8 @@ from tests.token_shards import token_rows, write_token_shards  # noqa: E402
 from vimpac_core.data import PretrainClips  # noqa: E402
 from vimpac_core.model import VimpacConfig, VimpacForPreTraining, block_mask  # noqa: E402
 from vimpac_core.shards.reader import ShardIndex  # noqa: E402
-from vimpac_core.train.loop import to_model_batch  # noqa: E402
 from vimpac_core.train.optim import build_optimizer  # noqa: E402
+from vimpac_core.train.pretrain import to_model_batch  # noqa: E402
 
 
 def _settings(smoke: bool) -> dict:

@@ -35,8 +35,8 @@ def tiny_config(data: str, output: str, **over) -> PretrainConfig:
     return PretrainConfig.from_flat(tiny_flat(data, output, **over))
 
 
-def rank_processes(root_pid: int) -> list[psutil.Process]:
-    """The training ranks under ``root_pid`` (torchrun's own command line names the module too)."""
+def rank_processes(root_pid: int, module: str = "vimpac_core.train.pretrain") -> list[psutil.Process]:
+    """The training ranks of ``module`` under ``root_pid`` (torchrun's own command line names it too)."""
     try:
         tree = psutil.Process(root_pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -47,7 +47,7 @@ def rank_processes(root_pid: int) -> list[psutil.Process]:
             cmd = " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        if "vimpac_core.train.pretrain" in cmd and "torch.distributed.run" not in cmd:
+        if module in cmd and "torch.distributed.run" not in cmd:
             ranks.append(proc)
     return ranks
 

@@ -13,7 +13,8 @@ from vimpac_core.errors import CheckpointError
 from vimpac_core.model import interpolate_positional_embedding
 from vimpac_core.train.checkpoint import load_checkpoint
 from vimpac_core.train.distributed import DistEnv
-from vimpac_core.train.pretrain import make_grad_scaler, save, setup_run, train
+from vimpac_core.train.pretrain import setup_run, train
+from vimpac_core.train.trainer import make_grad_scaler, save
 
 CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 HEIGHT = "backbone.positional_embedding.height_pos_embedding"

@@ -1,4 +1,5 @@
-"""PretrainConfig: one pre-training stage, with the original VIMPAC flag names.
+"""Training configs: TrainConfigBase (what every run shares) and PretrainConfig (one pre-training
+stage), with the original VIMPAC flag names; FinetuneConfig (finetune_config.py) extends the base.
 
 Presets (configs/pretrain/*.yaml) and the CLI are flat, like the original scripts
 (``--hid-dim 768 --lr 3e-4``): `PretrainConfig.from_flat` routes model fields (VimpacConfig's)
@@ -12,7 +13,7 @@ a remote URL there fails at construction rather than after the first epoch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
 from fsspec.core import split_protocol
@@ -22,21 +23,33 @@ from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
 
 
-class PretrainConfig(BaseModel):
-    """One pre-training stage. Batch sizes count videos (each gives two clips)."""
+def local_folder(value: str | None, field: str) -> str | None:
+    """A local path from ``value`` (``file://`` stripped); ValueError naming ``field`` for a remote URL."""
+    if value is None:
+        return value
+    protocol, path = split_protocol(value)
+    if protocol in (None, "file", "local"):
+        return path
+    raise ValueError(
+        f"{field}: {value!r} is a {protocol}:// URL, but checkpoints are written and read "
+        "with local file APIs; give a local folder (or a mounted path) and copy it to object storage after"
+    )
+
+
+class TrainConfigBase(BaseModel):
+    """What every training run shares (data, optimisation, processes, checkpoints); the objectives'
+    configs (PretrainConfig, FinetuneConfig) add their own fields. Batch sizes count videos."""
 
     model_config = ConfigDict(extra="forbid")
+    KIND: ClassVar[str] = "training"  # names the config in error messages
+    ENTRY: ClassVar[str] = ""  # the module torchrun runs for it (-m ENTRY --config run.json)
 
     model: VimpacConfig = Field(default_factory=VimpacConfig)
     # Data: an ingest output folder (any fsspec URL) and how to cut clips from it.
     data: str
-    views: list[str] | None = None
     split: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
     frame_rate: int = Field(2, ge=1)
-    nce_relevance_range: int | None = Field(None, ge=0)
-    mask_blocks: int = 5
-    mask_rand_replace: bool = False
     num_workers: int = Field(2, ge=0)
     cache_row_groups: int = Field(4, ge=1)
     # Optimisation (paper Table 4 defaults for the small analysis model).
@@ -48,7 +61,6 @@ class PretrainConfig(BaseModel):
     warm_up: float = Field(0.1, ge=0)  # < 1: a fraction of the schedule's steps; >= 1: a number of steps
     lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
     epochs: int = Field(10, ge=1)
-    schedule_epochs: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1)
     bs_per_gpu: int = Field(32, ge=1)
     batch_size: int | None = Field(None, ge=1)
@@ -66,26 +78,12 @@ class PretrainConfig(BaseModel):
     log_every: int = Field(10, ge=1)
     resume: bool = False
     load: str | None = None
-    load_optimizer: bool = True
     different_shape: bool = False
-    # kNN monitor: top-1 of a k-NN classifier on CLS features of a labelled shard set.
-    knn_data: str | None = None
-    knn_every: int = Field(1, ge=1)
-    knn_k: int = Field(20, ge=1)
-    knn_views: list[str] | None = None
 
     @field_validator("output", "load")
     @classmethod
     def _local_folder(cls, value: str | None, info: Any) -> str | None:
-        if value is None:
-            return value
-        protocol, path = split_protocol(value)
-        if protocol in (None, "file", "local"):
-            return path
-        raise ValueError(
-            f"{info.field_name}: {value!r} is a {protocol}:// URL, but checkpoints are written and read "
-            "with local file APIs; give a local folder (or a mounted path) and copy it to object storage after"
-        )
+        return local_folder(value, info.field_name)
 
     @field_validator("warm_up")
     @classmethod
@@ -97,15 +95,9 @@ class PretrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> PretrainConfig:
-        if self.batch_size is not None and self.gradient_accumulation is not None:
-            self.accumulation_steps()  # both given: they must agree
-        elif self.batch_size is not None:
-            self.accumulation_steps()
-        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs and self.load is None:
-            raise ValueError(f"schedule_epochs ({self.schedule_epochs}) must be >= epochs ({self.epochs})")
-        if self.mask_blocks == 0:
-            raise ValueError("mask_blocks: 0 masks nothing; use > 0 blocks or < 0 for i.i.d. masking (-p*1000)")
+    def _check(self) -> TrainConfigBase:
+        if self.batch_size is not None:
+            self.accumulation_steps()  # with gradient_accumulation given too, they must agree
         if self.amp != "none" and self.device == "cpu":
             raise ValueError(f"amp: {self.amp!r} needs a GPU; use amp 'none' with device 'cpu'")
         return self
@@ -133,7 +125,7 @@ class PretrainConfig(BaseModel):
         return str(Path(self.output) / "checkpoints")
 
     @classmethod
-    def from_flat(cls, values: dict[str, Any]) -> PretrainConfig:
+    def from_flat(cls, values: dict[str, Any]) -> Self:
         """Build from flat keys (model fields mixed in); errors name the field (ConfigError)."""
         values = dict(values)
         model_keys = set(VimpacConfig.model_fields)
@@ -143,7 +135,7 @@ class PretrainConfig(BaseModel):
         try:
             return cls(model=model, **values)
         except ValidationError as err:
-            raise ConfigError(_describe(err)) from None
+            raise ConfigError(_describe(err, cls.KIND)) from None
 
     def to_flat(self) -> dict[str, Any]:
         """The inverse of from_flat (JSON-able): what a preset file or the launcher passes on."""
@@ -152,7 +144,34 @@ class PretrainConfig(BaseModel):
         return out
 
 
-def _describe(err: ValidationError) -> str:
+class PretrainConfig(TrainConfigBase):
+    """One pre-training stage. Each video gives two clips (the contrastive pair)."""
+
+    KIND: ClassVar[str] = "pre-training"
+    ENTRY: ClassVar[str] = "vimpac_core.train.pretrain"
+
+    views: list[str] | None = None
+    nce_relevance_range: int | None = Field(None, ge=0)
+    mask_blocks: int = 5
+    mask_rand_replace: bool = False
+    schedule_epochs: int | None = Field(None, ge=1)
+    load_optimizer: bool = True
+    # kNN monitor: top-1 of a k-NN classifier on CLS features of a labelled shard set.
+    knn_data: str | None = None
+    knn_every: int = Field(1, ge=1)
+    knn_k: int = Field(20, ge=1)
+    knn_views: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check_pretrain(self) -> PretrainConfig:
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs and self.load is None:
+            raise ValueError(f"schedule_epochs ({self.schedule_epochs}) must be >= epochs ({self.epochs})")
+        if self.mask_blocks == 0:
+            raise ValueError("mask_blocks: 0 masks nothing; use > 0 blocks or < 0 for i.i.d. masking (-p*1000)")
+        return self
+
+
+def _describe(err: ValidationError, kind: str) -> str:
     lines = []
     for e in err.errors():
         msg = str(e["msg"]).removeprefix("Value error, ")
@@ -161,7 +180,7 @@ def _describe(err: ValidationError) -> str:
         else:
             field = ".".join(str(p) for p in e["loc"] if p != "model")
             lines.append(f"{field}: {msg} (got {e.get('input')!r})")
-    return "invalid pre-training config: " + "; ".join(lines)
+    return f"invalid {kind} config: " + "; ".join(lines)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -180,7 +199,10 @@ def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> l
     name of a YAML file next to it) holds stage 2's changes over stage 1. ``overrides`` (CLI flags)
     apply to every stage, except keys ``stage2.<field>``, which apply to stage 2 only (e.g. the
     frame-256 shards of ``stage2.data``). With two stages, stage i writes to ``<output>/stage<i>`` and
-    stage 2 loads stage 1's final checkpoint (``output``/``load`` in the stage-2 file are ignored then)."""
+    stage 2 loads stage 1's final checkpoint (``output``/``load`` in the stage-2 file are ignored then).
+    ``vocab_size: auto`` becomes the codebook size of the stage's data tokenizer (preflight.auto_vocab)."""
+    from vimpac_core.train.preflight import auto_vocab  # reads shards only for vocab_size: auto
+
     flat = load_yaml(path)
     stage2 = flat.pop("stage2", None)
     overrides = dict(overrides or {})
@@ -189,15 +211,15 @@ def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> l
     if stage2 is None:
         if stage2_only:
             raise ConfigError(f"stage2.{next(iter(stage2_only))}: the preset {str(path)!r} has no stage 2")
-        return [PretrainConfig.from_flat(flat)]
+        return [PretrainConfig.from_flat(auto_vocab(flat))]
     if isinstance(stage2, str):
         stage2 = load_yaml(Path(path).parent / stage2)
     if not isinstance(stage2, dict):
         raise ConfigError(f"stage2 in {str(path)!r} must be a mapping or a YAML file name")
     root = str(flat.get("output", ".")).rstrip("/") or "/"  # a string join keeps a URL's "//" for the check
-    first = PretrainConfig.from_flat({**flat, "output": f"{root}/stage1"})
+    first = PretrainConfig.from_flat(auto_vocab({**flat, "output": f"{root}/stage1"}))
     # stage 2 continues stage 1 of this run: its output and starting checkpoint are fixed here.
     second_flat = {**flat, **stage2, **overrides, **stage2_only}
     second_flat.update(output=f"{root}/stage2", load=str(Path(first.checkpoint_dir) / "final"))
     second_flat.setdefault("different_shape", True)
-    return [first, PretrainConfig.from_flat(second_flat)]
+    return [first, PretrainConfig.from_flat(auto_vocab(second_flat))]

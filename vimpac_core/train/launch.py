@@ -35,20 +35,24 @@ import psutil
 
 from vimpac_core.errors import PermanentError, TransientError, VimpacError
 from vimpac_core.train.checkpoint import resumable_checkpoint
-from vimpac_core.train.config import PretrainConfig
+from vimpac_core.train.config import TrainConfigBase
 
 # Config keys that may differ between a checkpoint's run and the run resuming it.
 RESUME_IGNORES = {"resume", "log_every", "keep_checkpoints"}
 FAILURE_PREFIX = "failure-rank"
 # Exceptions a rerun would raise again: never retried. Out of memory counts: the same batch on the
 # same card runs out again (lower bs_per_gpu, raise gradient_accumulation).
-PERMANENT_TYPES = (ValueError, TypeError, KeyError, AttributeError, ImportError, NotImplementedError, AssertionError,
-                   MemoryError)
+# Missing files and index errors (a token id past the vocabulary) come back the same way too.
+PERMANENT_TYPES = (ValueError, TypeError, LookupError, AttributeError, ImportError, NotImplementedError, AssertionError,
+                   MemoryError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 PERMANENT_NAMES = {"OutOfMemoryError"}  # torch.OutOfMemoryError (a RuntimeError), named: no torch import here
 
 
 class TrainingFailed(PermanentError):
-    """torchrun exited non-zero; the message holds the exit code and the last lines of output."""
+    """torchrun exited non-zero. The message is one line: the first rank error (type and message)
+    when a rank reported one, else the exit code; ``tail`` holds the last lines of output."""
+
+    tail: str = ""
 
 
 class TrainingTimeout(TransientError):
@@ -69,6 +73,7 @@ class TrainingCancelled(PermanentError):
 
 
 def torchrun_command(config_file: str | Path, nproc_per_node: int, module: str = "vimpac_core.train.pretrain") -> list[str]:
+    # The one place the torchrun command line is built (entry modules: TrainConfigBase.ENTRY).
     """``python -m torch.distributed.run --standalone --nproc_per_node N -m MODULE --config FILE``."""
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
@@ -77,7 +82,7 @@ def torchrun_command(config_file: str | Path, nproc_per_node: int, module: str =
     ]
 
 
-def write_stage_config(config: PretrainConfig) -> Path:
+def write_stage_config(config: TrainConfigBase) -> Path:
     """Store the stage's config as ``<output>/run_config.json`` (what the ranks read)."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +182,9 @@ def run_streaming(
         if proc.poll() is None or _group_alive(proc.pid) or _tree(proc.pid):
             kill_group(proc)
     if code != 0:
-        raise TrainingFailed(f"torchrun exited with code {code}; last output:\n" + "\n".join(tail))
+        failed = TrainingFailed(f"torchrun exited with code {code} (last output line: {tail[-1] if tail else ''!r})")
+        failed.tail = "\n".join(tail)
+        raise failed
     return 0
 
 
@@ -256,7 +263,8 @@ def record_failure(output: str | Path, rank: int, err: BaseException) -> None:
         permanent = not err.retriable
     else:
         permanent = isinstance(err, PERMANENT_TYPES) or type(err).__name__ in PERMANENT_NAMES
-    record = {"rank": rank, "type": type(err).__name__, "message": str(err)[:2000], "permanent": permanent}
+    message = " ".join(str(err).split())[:2000]  # one line: it becomes the command's last line
+    record = {"rank": rank, "type": type(err).__name__, "message": message, "permanent": permanent, "time": time.time()}
     try:
         Path(output).mkdir(parents=True, exist_ok=True)
         Path(output, f"{FAILURE_PREFIX}{rank}.json").write_text(json.dumps(record) + "\n")
@@ -265,32 +273,38 @@ def record_failure(output: str | Path, rank: int, err: BaseException) -> None:
 
 
 def read_failures(output: str | Path) -> list[dict]:
-    """The failure records the ranks of the last launch wrote (empty when none raised)."""
+    """The failure records the ranks of the last launch wrote, first raised first (empty when none)."""
     records = []
     for path in sorted(Path(output).glob(f"{FAILURE_PREFIX}*.json")):
         try:
             records.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-    return records
+    return sorted(records, key=lambda r: (r.get("time", 0.0), r.get("rank", 0)))
 
 
-def resume_point(config: PretrainConfig) -> Path | None:
+def describe_failure(record: dict) -> str:
+    """'rank 1 raised IndexError: index out of range in self' (one line)."""
+    return f"rank {record.get('rank')} raised {record.get('type')}: {record.get('message')}"
+
+
+def resume_point(config: TrainConfigBase) -> Path | None:
     """The stage's latest checkpoint when it was written by this same config (`RESUME_IGNORES` aside)."""
     return resumable_checkpoint(config.checkpoint_dir, config.to_flat(), RESUME_IGNORES)
 
 
 def launch_stage(
-    config: PretrainConfig,
+    config: TrainConfigBase,
     *,
     on_line: Callable[[str], None] = print,
     timeout_s: float | None = None,
     cancel: threading.Event | None = None,
     env: dict[str, str] | None = None,
 ) -> dict:
-    """Write the stage config, run torchrun with ``nproc_per_node`` ranks, return metrics.json.
+    """Write the stage config, run torchrun with ``nproc_per_node`` ranks of the config's entry module
+    (``config.ENTRY``), return metrics.json.
 
-    Raises TrainingFailed (permanent: a rank raised a permanent error, or no metrics were written),
+    Raises TrainingFailed (permanent: the first rank error was permanent, or no metrics were written),
     TrainingInterrupted / TrainingTimeout (retriable, with ``resume_from``) or TrainingCancelled.
     """
     path = write_stage_config(config)
@@ -298,20 +312,21 @@ def launch_stage(
     metrics_file.unlink(missing_ok=True)
     for old in Path(config.output).glob(f"{FAILURE_PREFIX}*.json"):
         old.unlink(missing_ok=True)
-    command = torchrun_command(path, config.nproc_per_node)
+    command = torchrun_command(path, config.nproc_per_node, config.ENTRY)
     try:
         run_streaming(command, on_line=on_line, timeout_s=timeout_s, cancel=cancel, env=env)
     except TrainingTimeout as err:
         err.resume_from = resume_point(config)
         raise
     except TrainingFailed as err:
-        permanent = [r for r in read_failures(config.output) if r.get("permanent")]
-        if permanent:
-            first = permanent[0]
-            raise TrainingFailed(
-                f"rank {first['rank']} raised {first['type']}: {first['message']}\n{err}"
-            ) from None
-        interrupted = TrainingInterrupted(f"training was interrupted (no rank reported a permanent error): {err}")
+        failures = read_failures(config.output)
+        # The first error raised is the cause; the others are usually its echo (a lost peer).
+        if failures and failures[0].get("permanent"):
+            failed = TrainingFailed(describe_failure(failures[0]))
+            failed.tail = err.tail
+            raise failed from None
+        cause = describe_failure(failures[0]) if failures else str(err)
+        interrupted = TrainingInterrupted(f"training was interrupted, retriable: {cause}")
         interrupted.resume_from = resume_point(config)
         raise interrupted from None
     if not metrics_file.is_file():

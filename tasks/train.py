@@ -1,4 +1,4 @@
-"""Prefect tasks of pre-training: one task per stage, which runs torchrun as a subprocess.
+"""Prefect tasks of training: a pre-training stage, fine-tuning and evaluation, each running torchrun.
 
 Thin wrappers over vimpac_core.train.launch: the output of every rank streams into the run
 logger line by line; a timeout or a cancellation kills the whole process group (SIGTERM to the
@@ -12,6 +12,7 @@ from it. Config errors, permanent rank errors and cancellations are never retrie
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -21,8 +22,11 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run as current_task_run
 
 from vimpac_core.errors import TransientError
-from vimpac_core.train.config import PretrainConfig
+from vimpac_core.train.config import PretrainConfig, TrainConfigBase
+from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 from vimpac_core.train.launch import launch_stage, resume_point
+from vimpac_core.train.preflight import check_pretrain
+from vimpac_core.train.resolve import resolve_evaluate, resolve_finetune
 
 METRIC_COLUMNS = ("stage", "step", "epoch", "loss", "mlm_loss", "nce_loss", "mask_accuracy", "lr", "clips_per_s",
                   "knn_top1", "checkpoint")
@@ -40,20 +44,58 @@ def retry_from_checkpoint(task: object, task_run: TaskRun, state: State) -> bool
     return False
 
 
+def retry_transient(task: object, task_run: TaskRun, state: State) -> bool:
+    """Prefect retry_condition_fn of evaluation (nothing to resume: it reruns whole)."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def launch_resuming(cfg: TrainConfigBase, label: str, timeout_s: float | None) -> dict:
+    """Launch ``cfg``; a retry (attempt > 1) resumes from the checkpoint an interrupted attempt left."""
+    logger = get_run_logger()
+    attempt = current_task_run.run_count
+    if attempt > 1 and not cfg.resume and (point := resume_point(cfg)) is not None:
+        cfg = cfg.model_copy(update={"resume": True})
+        logger.warning("%s, attempt %d: resuming from %s", label, attempt, point)
+    logger.info("%s: %d rank(s), output %s", label, cfg.nproc_per_node, cfg.output)
+    return launch_stage(cfg, on_line=logger.info, timeout_s=timeout_s)
+
+
 @task(name="pretrain-stage", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
       retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=retry_from_checkpoint)
 def pretrain_stage(config: dict, stage: int, timeout_s: float | None = None) -> dict:
     """Run one stage (flat PretrainConfig) under torchrun; returns its final metrics."""
     logger = get_run_logger()
     cfg = PretrainConfig.from_flat(config)
-    attempt = current_task_run.run_count
-    if attempt > 1 and not cfg.resume and (point := resume_point(cfg)) is not None:
-        cfg = cfg.model_copy(update={"resume": True})
-        logger.warning("stage %d, attempt %d: resuming from %s", stage, attempt, point)
-    logger.info("stage %d: %d rank(s), output %s", stage, cfg.nproc_per_node, cfg.output)
-    metrics = launch_stage(cfg, on_line=logger.info, timeout_s=timeout_s)
+    check_pretrain(cfg)  # what can be known before training: data, token grid, vocabulary
+    metrics = launch_resuming(cfg, f"stage {stage}", timeout_s)
     logger.info("stage %d finished at step %s; checkpoint %s", stage, metrics.get("step"), metrics.get("checkpoint"))
     return {"stage": stage, **metrics}
+
+
+@task(name="finetune-train", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
+      retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=retry_from_checkpoint)
+def finetune_train(config: dict, timeout_s: float | None = None) -> dict:
+    """Fine-tune (flat FinetuneConfig, resolved against its checkpoint and data) under torchrun."""
+    cfg = resolve_finetune(FinetuneConfig.from_flat(config))
+    metrics = launch_resuming(cfg, "fine-tuning", timeout_s)
+    get_run_logger().info("fine-tuning finished at epoch %s; checkpoint %s", metrics.get("epoch"), metrics.get("checkpoint"))
+    return metrics
+
+
+@task(name="evaluate", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
+      retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=retry_transient)
+def evaluate_checkpoint(config: dict, timeout_s: float | None = None) -> dict:
+    """Multi-view evaluation (flat EvaluateConfig) of a fine-tuned checkpoint under torchrun."""
+    cfg = EvaluateConfig.from_flat(config)
+    resolve_evaluate(cfg)
+    get_run_logger().info("evaluating %s on %s: %s clip(s)", cfg.checkpoint, cfg.data, cfg.num_test_clips)
+    return launch_stage(cfg, on_line=get_run_logger().info, timeout_s=timeout_s)
 
 
 @task(name="pretrain-report", cache_policy=NO_CACHE, persist_result=False)
@@ -73,3 +115,35 @@ def report_pretrain(results: list[dict]) -> str:
 
 def _short(value: object) -> object:
     return round(value, 5) if isinstance(value, float) else value
+
+
+EVAL_COLUMNS = ("checkpoint_kind", "clips", "views", "top1", "top5", "mean_class_accuracy", "loss", "videos", "left_out")
+
+
+@task(name="finetune-report", cache_policy=NO_CACHE, persist_result=False)
+def report_evaluation(trained: dict | None, evaluations: dict[str, dict], key: str = "finetune") -> str:
+    """Artifacts: a table of every evaluation (checkpoint x clip count) and a markdown report with
+    the confusion matrix of the first one embedded (a data: URI; the PNG file is linked too)."""
+    rows = []
+    for kind, summary in evaluations.items():
+        for clips, m in summary["clips"].items():
+            rows.append({"checkpoint_kind": kind, "clips": int(clips), **{k: _short(m.get(k)) for k in EVAL_COLUMNS[2:]}})
+    create_table_artifact(key=f"{key}-metrics", table=rows, description="evaluation: top-1 (release), top-5, mean per-class")
+    lines = [f"# {key.capitalize()} evaluation", ""]
+    if trained:
+        lines.append(f"Trained to epoch {trained.get('epoch')} (step {trained.get('step')}): `{trained.get('checkpoint')}`")
+        if trained.get("best_epoch") is not None:
+            lines.append(f"Best epoch by validation top-1: {trained['best_epoch']} ({_short(trained.get('best_val_top1'))})")
+        lines.append("")
+    for kind, summary in evaluations.items():
+        first = next(iter(summary["clips"].values()))
+        png = Path(first["confusion"]).resolve()
+        encoded = base64.b64encode(png.read_bytes()).decode()
+        lines += [f"## {kind}: `{summary['checkpoint']}`", "",
+                  f"top-1 {first['top1']:.4f}, top-5 {first['top5']:.4f}, mean per-class {first['mean_class_accuracy']:.4f} "
+                  f"over {first['videos']} videos ({first['num_test_clips']} clip(s) x {first['views']} view(s))", "",
+                  f"![confusion matrix](data:image/png;base64,{encoded})", "",
+                  f"[confusion.png]({png.as_uri()}) · [predictions.parquet]({Path(first['predictions']).resolve().as_uri()})", ""]
+    markdown = "\n".join(lines)
+    create_markdown_artifact(key=f"{key}-report", markdown=markdown, description="evaluation report")
+    return markdown

@@ -45,7 +45,9 @@ def test_relevance_range_bounds_pair_distance():
 
 def test_test_starts_are_evenly_spaced():
     assert evenly_spaced_starts(24, 4, 1, 5) == [0, 5, 10, 15, 20]
-    assert evenly_spaced_starts(24, 4, 1, 1) == [10]
+    assert evenly_spaced_starts(24, 4, 1, 1) == [0]  # the release: one clip takes the start
+    assert evenly_spaced_starts(24, 4, 1, 1, position="center") == [10]
+    assert evenly_spaced_starts(24, 4, 1, 2) == [0, 20]
     assert evenly_spaced_starts(2, 4, 1, 3) == [0, 0, 0]
     with pytest.raises(ValueError, match="num_test_clips"):
         evenly_spaced_starts(10, 2, 1, 0)

@@ -23,11 +23,13 @@ from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel
 
 from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
 from vimpac_core.model.config import LAYOUT_PREFIX, layout_from_model_flag
 from vimpac_core.train.config import PretrainConfig, parse_stages
+from vimpac_core.train.preflight import check_pretrain
 
 COMMAND_FLAGS = {"timeout": None, "check": False}
 def _layout(value: Any) -> tuple[str, Any]:
@@ -61,20 +63,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_pretrain)
 
 
-def _list_fields() -> set[str]:
-    fields = {**PretrainConfig.model_fields, **VimpacConfig.model_fields}
+def _list_fields(config_cls: type[BaseModel]) -> set[str]:
+    fields = {**config_cls.model_fields, **VimpacConfig.model_fields}
     return {
         name for name, f in fields.items()
         if get_origin(f.annotation) is list or any(get_origin(a) is list for a in get_args(f.annotation))
     }
 
 
-def parse_flags(tokens: list[str]) -> dict[str, Any]:
+def parse_flags(
+    tokens: list[str], config_cls: type[BaseModel] = PretrainConfig, *, stages: bool = True,
+    command_flags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """['--hid-dim', '768', '--resume', '--stage2.data', 'x'] -> {'hid_dim': 768, 'resume': True,
-    'stage2.data': 'x'}; original flag names (ALIASES) map to their fields; unknown names fail."""
-    known = set(PretrainConfig.model_fields) | set(VimpacConfig.model_fields) | set(COMMAND_FLAGS)
+    'stage2.data': 'x'}; original flag names (ALIASES) map to their fields; unknown names fail.
+    ``config_cls``'s fields (and VimpacConfig's) are the flags; ``stages``: --stage2.* allowed."""
+    command_flags = COMMAND_FLAGS if command_flags is None else command_flags
+    known = set(config_cls.model_fields) | set(VimpacConfig.model_fields) | set(command_flags)
     known.discard("model")
-    lists = _list_fields()
+    lists = _list_fields(config_cls)
     out: dict[str, Any] = {}
     i = 0
     while i < len(tokens):
@@ -84,10 +91,10 @@ def parse_flags(tokens: list[str]) -> dict[str, Any]:
         name, _, inline = token[2:].partition("=")
         name = name.replace("-", "_")
         # --stage2.<field> (or --stage2-<field>) changes stage 2 only, e.g. its frame-256 data.
-        stage2 = name.startswith(("stage2.", "stage2_"))
+        stage2 = stages and name.startswith(("stage2.", "stage2_"))
         if stage2:
             name = name[len("stage2."):]
-        if name not in known and name not in ALIASES or (stage2 and name in COMMAND_FLAGS):
+        if name not in known and name not in ALIASES or (stage2 and name in command_flags):
             close = difflib.get_close_matches(name, sorted(known), n=3)
             raise ConfigError(f"{name}: no such config field" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         if inline:
@@ -121,6 +128,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         timeout = flags.pop("timeout", None)
         check = bool(flags.pop("check", False))
         stages = parse_stages(args.config, flags)
+        for stage in stages:  # data folders exist, hold committed shards, fit frame_size and vocab_size
+            check_pretrain(stage)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

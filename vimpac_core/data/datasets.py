@@ -43,6 +43,30 @@ def resolve_views(index: ShardIndex, views: list[str] | None) -> list[list[str]]
     return out
 
 
+def select_videos(index: ShardIndex, views: list[str] | None, *, need_all: bool) -> tuple[ShardIndex, list[str]]:
+    """Keep the videos that have the requested views: every one of them (``need_all``, a test set:
+    each video gives the same views x clips) or at least one (a training set). ``views`` None
+    means any view (training) or the views every video has (test). Returns the kept index (same
+    files, videos in the same order) and the ids left out, so a caller can report them instead of
+    crashing on a video one view lacks (the release read keys from its first view only).
+    """
+    if views is None and need_all:
+        common = set.intersection(*(set(v.views) for v in index.videos)) if index.videos else set()
+        if not common:
+            raise ConfigError(f"test_views: no view is shared by every video of {index.url!r}; name the test views")
+        views = sorted(common)
+    keep, left_out = [], []
+    for entry in index.videos:
+        have = [v for v in views if v in entry.views] if views is not None else list(entry.views)
+        ok = len(have) == len(views) if need_all and views is not None else bool(have)
+        (keep if ok else left_out).append(entry if ok else entry.video_id)
+    if not keep:
+        raise ConfigError(
+            f"views: no video of {index.url!r} has {'all' if need_all else 'any'} of {views}; its views are {index.views()}"
+        )
+    return ShardIndex(index.url, index.files, keep, index.storage_options), left_out
+
+
 def check_grid(index: ShardIndex, views: list[list[str]], grid_size: int) -> None:
     """Every row used must have a grid_size x grid_size token grid (frame_size // downsample)."""
     for entry, names in zip(index.videos, views, strict=True):
@@ -161,16 +185,18 @@ class MultiViewTestClips(_ShardClips):
     """Test: every test view x ``num_test_clips`` evenly spaced clips of each video, once.
 
     Yields (int64 [n_views * num_test_clips, clip_len, h, w], label, video position in the
-    index); views in the order given, clips by start within each view. No shuffle, no drop:
-    across ranks and workers every video appears exactly once. Every video must have every view.
+    index); views in the order given, clips by start within each view (`test_clip_starts`: the
+    release's formula, one clip at the start unless ``clip_position="center"``). No shuffle, no
+    drop: across ranks and workers every video appears exactly once. Every video must have every
+    view (filter the index with `select_videos` first).
     """
 
     drop_last = False
     shuffle = False
 
-    def __init__(self, index: ShardIndex, *, num_test_clips: int = 10, **kwargs):
+    def __init__(self, index: ShardIndex, *, num_test_clips: int = 10, clip_position: str = "start", **kwargs):
         super().__init__(index, **kwargs)
-        self.num_test_clips = num_test_clips
+        self.num_test_clips, self.clip_position = num_test_clips, clip_position
         counts = {len(v) for v in self.views}
         if len(counts) > 1:
             raise ConfigError(f"views: test videos must all have the same test views, found counts {sorted(counts)}")
@@ -181,6 +207,8 @@ class MultiViewTestClips(_ShardClips):
         for name in self.views[pos]:
             ref = entry.views[name]
             grid = cache.grid(ref)
-            for start in test_clip_starts(ref.num_frames, self.clip_len, self.frame_rate, self.num_test_clips):
+            starts = test_clip_starts(ref.num_frames, self.clip_len, self.frame_rate, self.num_test_clips,
+                                      self.clip_position)
+            for start in starts:
                 clips.append(take_clip(grid, start, self.clip_len, self.frame_rate, self.pad_id))
         return torch.from_numpy(np.stack(clips)), -1 if entry.label is None else int(entry.label), pos

@@ -42,17 +42,22 @@ def clip_pair_starts(
     return first, int(rng.integers(low, high + 1))
 
 
-def test_clip_starts(num_frames: int, clip_len: int, frame_rate: int, num_clips: int) -> list[int]:
-    """Evenly spaced starts start_k = delta * k / (n - 1), delta = the largest valid start.
-
-    One clip takes the middle start (delta / 2).
+def test_clip_starts(
+    num_frames: int, clip_len: int, frame_rate: int, num_clips: int, position: str = "start"
+) -> list[int]:
+    """Evenly spaced starts as the release takes them: start_k = int(delta * k / max(n - 1, 1)),
+    delta = the largest valid start. So one clip takes the video's START and two clips its start
+    and end (FINETUNE.md 2). ``position="center"`` (an extension) puts a single clip in the middle
+    (delta // 2); it changes nothing for two or more clips.
     """
     if num_clips < 1:
         raise ValueError(f"num_test_clips must be >= 1, got {num_clips}")
+    if position not in ("start", "center"):
+        raise ValueError(f"test_clip_position must be 'start' or 'center', got {position!r}")
     delta = max_clip_start(num_frames, clip_len, frame_rate)
-    if num_clips == 1:
+    if num_clips == 1 and position == "center":
         return [delta // 2]
-    return [int(delta * k / (num_clips - 1)) for k in range(num_clips)]
+    return [int(delta * k / max(num_clips - 1, 1)) for k in range(num_clips)]
 
 
 def take_clip(grid: np.ndarray, start: int, clip_len: int, frame_rate: int, pad_id: int) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""`vimpac finetune CONFIG [--flags]` and `vimpac evaluate CHECKPOINT --data URI [--flags]`.
+
+Fine-tuning flags are FinetuneConfig / VimpacConfig field names with dashes, as for `vimpac
+pretrain`, and the original VIMPAC flags are accepted (``--different-shape``, ``--num-test-clips``,
+``--last-test-clips 2,5,10``, ``--bs-per-gpu``, ``--epsilon``, ``--clip-grad-norm``, ``--fp16``,
+``--model efflayoutT,H|W``). The config is resolved against its ``load`` checkpoint (architecture
+and vocabulary) and data (num_labels, token grid, codebook) before anything runs; a bad value
+fails with one line naming the field. ``--check`` validates and prints the resolved config;
+``--timeout S`` bounds each torchrun launch. The flows are imported only after validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vimpac_core.cli.train import parse_flags
+from vimpac_core.errors import ConfigError
+from vimpac_core.train.checkpoint import STATE_NAME
+from vimpac_core.train.config import load_yaml
+from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
+from vimpac_core.train.preflight import auto_vocab
+from vimpac_core.train.resolve import resolve_evaluate, resolve_finetune
+
+COMMAND_FLAGS = {"timeout": None, "check": False}
+EVAL_DEFAULTS = ("frame_rate", "test_views", "test_clip_position", "dataset")  # from the run that made the checkpoint
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `finetune` and `evaluate` to the `vimpac` parser."""
+    p = sub.add_parser("finetune", help="fine-tune a classifier on labelled token shards, then evaluate it",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="preset YAML, e.g. configs/finetune/ucf101.yaml")
+    p.add_argument("flags", nargs=argparse.REMAINDER, help="--field-name value ... (config fields, dashes for _)")
+    p.set_defaults(func=cmd_finetune)
+    e = sub.add_parser("evaluate", help="multi-view test of a fine-tuned checkpoint",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("checkpoint", help="a fine-tuned model folder (<output>/checkpoints/final or <output>/best)")
+    e.add_argument("flags", nargs=argparse.REMAINDER,
+                   help="--data URI [--split test] [--num-test-clips 1,2,5,10] [--views a,b] [--output DIR] ...")
+    e.set_defaults(func=cmd_evaluate)
+
+
+def finetune_config(path: str, flags: dict) -> FinetuneConfig:
+    """Preset + flags -> a resolved FinetuneConfig (checkpoint and data read, nothing written)."""
+    flat = {**load_yaml(path), **flags}
+    return resolve_finetune(FinetuneConfig.from_flat(auto_vocab(flat)))
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    # Our errors (ConfigError, CheckpointError) reach the CLI's handler: one line, exit 2.
+    flags = parse_flags(args.flags, FinetuneConfig, stages=False, command_flags=COMMAND_FLAGS)
+    timeout = flags.pop("timeout", None)
+    check = bool(flags.pop("check", False))
+    config = finetune_config(args.config, flags)
+    m = config.model
+    print(f"fine-tune: {config.dataset}, {m.num_labels} classes, output {config.output}, {config.nproc_per_node} rank(s), "
+          f"clip {m.clip_len}x{m.frame_size} every {config.frame_rate}, {config.epochs} epoch(s), load {config.load}")
+    if check:
+        print(json.dumps(config.to_flat(), indent=1))
+        return 0
+    from flows.finetune import run_finetune
+
+    result = run_finetune(config, timeout_s=float(timeout) if timeout is not None else None)
+    for kind, summary in result["evaluations"].items():
+        for clips, metrics in summary["clips"].items():
+            print(json.dumps({"checkpoint": kind, "clips": int(clips),
+                              **{k: metrics[k] for k in ("top1", "top5", "mean_class_accuracy", "videos")}}))
+    return 0
+
+
+def _run_defaults(checkpoint: str) -> dict:
+    """Clip sampling of the fine-tuning run that wrote ``checkpoint`` (its trainer state), if known."""
+    state = Path(checkpoint) / STATE_NAME
+    if not state.is_file():
+        state = Path(checkpoint).parent / "checkpoints" / "final" / STATE_NAME  # <output>/best
+    try:
+        saved = json.loads(state.read_text()).get("config") or {}
+    except (OSError, ValueError):
+        return {}
+    out = {k: saved[k] for k in EVAL_DEFAULTS if saved.get(k) is not None}
+    if "test_views" in out:
+        out["views"] = out.pop("test_views")
+    if "test_clip_position" in out:
+        out["clip_position"] = out.pop("test_clip_position")
+    return out
+
+
+def evaluate_config(checkpoint: str, flags: dict) -> EvaluateConfig:
+    flat = {**_run_defaults(checkpoint), "checkpoint": checkpoint, **flags}
+    folder = Path(checkpoint)
+    default = folder.parent.parent / f"eval-{folder.name}" if folder.parent.name == "checkpoints" else Path(f"{folder}-eval")
+    flat.setdefault("output", str(default))
+    if "data" not in flat:
+        raise ConfigError("data: give the test shards with --data URI")
+    config = EvaluateConfig.from_flat(flat)
+    resolve_evaluate(config)
+    return config
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    flags = parse_flags(args.flags, EvaluateConfig, stages=False, command_flags=COMMAND_FLAGS)
+    timeout = flags.pop("timeout", None)
+    check = bool(flags.pop("check", False))
+    config = evaluate_config(args.checkpoint, flags)
+    print(f"evaluate: {config.checkpoint} on {config.data} (split {config.split}), clips {config.num_test_clips}, "
+          f"output {config.output}")
+    if check:
+        print(json.dumps(config.to_flat(), indent=1))
+        return 0
+    from flows.finetune import run_evaluate
+
+    summary = run_evaluate(config, timeout_s=float(timeout) if timeout is not None else None)
+    for clips, metrics in summary["clips"].items():
+        print(json.dumps({"clips": int(clips), **{k: metrics[k] for k in ("top1", "top5", "mean_class_accuracy", "videos")}}))
+    return 0

@@ -90,7 +90,8 @@ def test_cli_fails_before_any_work_naming_the_field(tmp_path, capsys):
     assert main(["pretrain", str(preset), "--layout", "T,X"]) == 2
     assert "layout" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    assert main(["pretrain", str(preset), "--check"]) == 0
+    assert main(["pretrain", str(preset), "--check"]) == 2  # --check looks at the data folder too
+    assert "data: " in capsys.readouterr().err
 
 
 def test_original_flag_names_are_aliases_of_our_fields():

@@ -112,3 +112,12 @@ def test_segment_frames_lie_inside_the_window_and_one_download_serves_them_all(t
     assert handler.hits["/long.mp4"] == 2
     for vid in ids[:2]:
         assert again[vid]["timestamps"] == records[vid]["timestamps"] and again[vid]["tokens"] == records[vid]["tokens"]
+
+
+def test_tokenizer_training_frames_of_a_segment_come_from_its_window(tmp_path):
+    from vimpac_core.tokenizers.frames import video_frames
+
+    path = write_synthetic_video(tmp_path / "square.mp4", num_frames=60, fps=RATE, width=96, height=96, crf=10)
+    entry = VideoEntry(uri=str(path), video_id="square_2_4", start=2.0, end=4.0)
+    frames = video_frames(entry, frame_size=96, fps=2.0, frames_per_video=16)
+    assert [read_frame_index(f) for f in frames] == [22, 27, 32, 37]  # 2.2, 2.7, ... s: inside [2, 4)

@@ -28,13 +28,14 @@ def spread(indices: np.ndarray, k: int) -> np.ndarray:
 
 def video_frames(entry: VideoEntry, frame_size: int, fps: float, frames_per_video: int,
                  download: DownloadConfig | None = None) -> np.ndarray:
-    """uint8 [n, S, S, 3] (n <= frames_per_video) frames of one video, spread over its duration."""
+    """uint8 [n, S, S, 3] (n <= frames_per_video) frames of one video (or of its segment), spread over
+    its duration."""
     from vimpac_core.download import stage_video
     from vimpac_core.video import decode_views, probe, view_set
 
-    staged = stage_video(entry.uri, entry.video_id, download or DownloadConfig())
+    staged = stage_video(entry.uri, entry.source_id, download or DownloadConfig())
     try:
-        indices, _ = probe(staged.path).select(fps)
+        indices, _ = probe(staged.path).select(fps, entry.window)
         views = view_set("pretrain", frame_size)
         windows = [w[views[0].name] for w in decode_views(staged.path, spread(indices, frames_per_video), views)]
     finally:

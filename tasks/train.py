@@ -22,6 +22,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run as current_task_run
 
 from vimpac_core.errors import TransientError
+from vimpac_core.k8s import K8sJobConfig, run_stage_on_cluster
 from vimpac_core.train.config import PretrainConfig, TrainConfigBase
 from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 from vimpac_core.train.launch import launch_stage, resume_point
@@ -96,6 +97,16 @@ def evaluate_checkpoint(config: dict, timeout_s: float | None = None) -> dict:
     resolve_evaluate(cfg)
     get_run_logger().info("evaluating %s on %s: %s clip(s)", cfg.checkpoint, cfg.data, cfg.num_test_clips)
     return launch_stage(cfg, on_line=get_run_logger().info, timeout_s=timeout_s)
+
+
+@task(name="pretrain-stage-kubernetes", cache_policy=NO_CACHE, persist_result=False)
+def pretrain_stage_on_kubernetes(config: dict, stage: int, job: dict, timeout_s: float | None = None) -> dict:
+    """Run one stage as a PyTorchJob (``job``: K8sJobConfig fields) on the current kubeconfig's cluster
+    and follow it to its end; the operator restarts lost pods, which resume from the shared checkpoints."""
+    logger = get_run_logger()
+    status = run_stage_on_cluster(PretrainConfig.from_flat(config), K8sJobConfig(**job), timeout_s=timeout_s,
+                                  on_status=logger.info)
+    return {"stage": stage, "job": job["name"], "status": status}
 
 
 @task(name="pretrain-report", cache_policy=NO_CACHE, persist_result=False)

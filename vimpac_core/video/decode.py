@@ -16,12 +16,19 @@ among 16..259) FFmpeg's scaler pads rows to such a stride, and ``get_batch`` fai
 Then that size is decoded at the next multiple of 64 px wide (rows of 192k bytes, never padded)
 and the frames are resampled to the exact width with ``resize_width``; other widths keep the
 single resize in decord.
+
+Per-video overhead (a short clip's cost beyond decoding its frames) is kept to one PyAV open and
+first-frame decode and one decord open per short side: a worker process remembers the short sides
+of its last decode, its probe opens decord at the size that gives for the new video (frame count
+and times do not depend on the size), and the decode that follows reuses that reader and the
+probe's orientation when it is the same, unchanged file. Anything else opens afresh, as before.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
@@ -46,12 +53,54 @@ def _check_request(frame_indices: np.ndarray, views: list[ViewSpec], window: int
     return indices.astype(np.int64)
 
 
+_ORIENTATIONS: OrderedDict[tuple, tuple[int, int, int]] = OrderedDict()  # this process's latest files
+_REMEMBERED = 16
+_last_sides: tuple[int, ...] = ()  # short sides of this process's last decode
+_probe_reader: dict[tuple, object] = {}  # at most one: (file key, height, width) -> decord reader
+
+
+def _file_key(path: str) -> tuple:
+    """Identifies one version of a file: a replaced or rewritten file gets another key."""
+    st = os.stat(path)
+    return os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def remember_orientation(path: str, rotation: int, coded_height: int, coded_width: int) -> None:
+    """Record what ``probe`` found, so that decoding the same unchanged file in this process
+    skips a second PyAV open and first-frame decode."""
+    key = _file_key(path)
+    _ORIENTATIONS[key] = (rotation, coded_height, coded_width)
+    _ORIENTATIONS.move_to_end(key)
+    while len(_ORIENTATIONS) > _REMEMBERED:
+        _ORIENTATIONS.popitem(last=False)
+
+
+def open_reader_for_probe(path: str, rotation: int, coded_h: int, coded_w: int):
+    """``probe_local``'s ``open_reader``: decord at the size this process's last decode used for
+    its smallest short side (applied to this video), kept for the decode to reuse; the coded
+    size when there is no such decode or the video is rotated (decoded from a remuxed copy)."""
+    _probe_reader.clear()
+    remember_orientation(path, rotation, coded_h, coded_w)
+    if not _last_sides or rotation:
+        return _open_reader(path, coded_h, coded_w)
+    height, width = resized_size(coded_h, coded_w, _last_sides[0])
+    reader = _open_reader(path, height, width)
+    _probe_reader[(_file_key(path), height, width)] = reader
+    return reader
+
+
 def _orientation(path: str) -> tuple[int, int, int]:
-    """(rotation degrees ccw in {0, 90, 180, 270}, coded height, coded width) from the first frame."""
+    """(rotation degrees ccw in {0, 90, 180, 270}, coded height, coded width): remembered from this
+    process's probe of the same file, else from the first frame."""
+    known = _ORIENTATIONS.get(_file_key(path))
+    if known is not None:
+        return known
     with open_video(path) as container:
         stream = container.streams.video[0]
         frame = first_frame(container, stream, path)
-        return display_rotation(frame), frame.height, frame.width
+        found = display_rotation(frame), frame.height, frame.width
+    remember_orientation(path, *found)
+    return found
 
 
 def _unrotated_copy(path: str, scratch_dir: str) -> str:
@@ -96,7 +145,8 @@ class _SizedReader:
     def __init__(self, path: str, height: int, width: int) -> None:
         self.path, self.height, self.width = path, height, width
         self.decode_width = width
-        self.reader = _open_reader(path, height, width)
+        kept = _probe_reader.pop((_file_key(path), height, width), None)  # the probe's, same size
+        self.reader = kept if kept is not None else _open_reader(path, height, width)
 
     def __len__(self) -> int:
         return len(self.reader)
@@ -123,6 +173,8 @@ def decode_windows(
     path: str, frame_indices: np.ndarray, views: list[ViewSpec], window: int, scratch_dir: str
 ) -> Iterator[dict[str, np.ndarray]]:
     """The decode itself; runs inside a worker process (see ``decode_views``)."""
+    global _last_sides
+    _last_sides = tuple(sorted({v.short_side for v in views}))
     rotation, coded_h, coded_w = _orientation(path)
     turns = rotation // 90
     if turns:
@@ -134,6 +186,7 @@ def decode_windows(
         if turns % 2:  # decord resizes the coded (unrotated) picture
             resize_h, resize_w = resize_w, resize_h
         readers[side] = _SizedReader(path, resize_h, resize_w)
+    _probe_reader.clear()  # not reused (other sizes or file): free it now
     num_frames = len(next(iter(readers.values())))
     if frame_indices.size and frame_indices.max() >= num_frames:
         raise ValueError(

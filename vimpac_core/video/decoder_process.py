@@ -21,7 +21,7 @@ def _serve(conn) -> None:
     import av  # noqa: F401
     import decord  # noqa: F401
 
-    from vimpac_core.video.decode import decode_windows
+    from vimpac_core.video.decode import decode_windows, open_reader_for_probe
     from vimpac_core.video.probe import probe_local
 
     while True:
@@ -31,7 +31,7 @@ def _serve(conn) -> None:
             return  # the parent went away
         try:
             if kind == "probe":
-                conn.send(("result", probe_local(**payload)))
+                conn.send(("result", probe_local(**payload, open_reader=open_reader_for_probe)))
             elif kind == "decode":
                 for window in decode_windows(**payload):
                     conn.send(("window", window))

@@ -145,8 +145,11 @@ def open_video(path: str):
     return container
 
 
-def probe_local(path: str) -> VideoInfo:
-    """The probe itself; runs inside a worker process (see ``probe``)."""
+def probe_local(path: str, open_reader=None) -> VideoInfo:
+    """The probe itself; runs inside a worker process (see ``probe``).
+
+    ``open_reader(path, rotation, coded_h, coded_w)``: the decord reader that counts the frames
+    (default: one at the coded size); the worker passes one that the decode can reuse."""
     import decord
 
     with open_video(path) as container:
@@ -160,7 +163,10 @@ def probe_local(path: str) -> VideoInfo:
         packets = _packet_times(stream)
     try:
         # Always pass the coded size: decord 0.6 mis-sizes rotated video when left to itself.
-        reader = decord.VideoReader(path, width=coded_w, height=coded_h, num_threads=1)
+        if open_reader is None:
+            reader = decord.VideoReader(path, width=coded_w, height=coded_h, num_threads=1)
+        else:
+            reader = open_reader(path, rotation, coded_h, coded_w)
         num_frames = len(reader)
         decord_times = (
             reader.get_frame_timestamp(range(num_frames)).astype(np.float64) if num_frames else None

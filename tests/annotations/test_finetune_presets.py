@@ -4,6 +4,7 @@ values for its dataset and setting, names the views ingest makes, and its header
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from vimpac_core.annotations import DATASETS
 from vimpac_core.cli import build_parser
 from vimpac_core.cli.ingest import config_from_args
 from vimpac_core.train.config import load_yaml
+from vimpac_core.train.finetune_config import FinetuneConfig
 from vimpac_core.video import view_set
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
@@ -45,6 +47,16 @@ def test_the_folder_holds_these_presets_only():
 def test_keys_are_finetune_config_fields(name):
     unknown = set(_preset(name)) - KEYS
     assert not unknown, f"{name}: {sorted(unknown)} are not FinetuneConfig fields"
+
+
+@pytest.mark.parametrize("name", [*NAMES, "generic"])
+def test_every_preset_validates_as_a_finetune_config(name, tmp_path):
+    flat = {**_preset(name), "data": str(tmp_path / "data"), "output": str(tmp_path / "out"),
+            "load": str(tmp_path / "checkpoint")}
+    config = FinetuneConfig.from_flat(flat)
+    assert config.accumulation_steps() == 128 // (config.bs_per_gpu * config.nproc_per_node)
+    assert config.model.num_labels == flat.get("num_labels")  # generic: from the data
+    assert "vocab_size" not in config.model.model_fields_set  # it comes from the checkpoint
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -103,3 +115,28 @@ def test_header_commands_make_the_data_the_preset_reads(name):
             ingests[config.out] = {v.name for v in view_set(config.views, config.frame_size, flip=config.flip)}
     assert set(p["train_views"]) <= ingests[p["data"]]
     assert set(p["test_views"]) <= ingests[p["test_data"]]
+
+
+@pytest.mark.parametrize(("name", "saved_shape"), [("ucf101_small", (5, 128)), ("ssv2_final", (5, 256))])
+def test_vimpac_finetune_check_resolves_a_preset_against_a_checkpoint_and_its_data(name, saved_shape, tmp_path,
+                                                                                 capsys):
+    """`vimpac finetune PRESET --check` (in-process): the analysis preset loads a T5/S128 model as it is,
+    the final one a T5/S256 model with clip_len 5 -> 10 (different_shape); the data has the preset's views."""
+    from tests.token_shards import token_rows, write_token_shards
+    from vimpac_core.cli import main
+    from vimpac_core.model import VimpacConfig, VimpacForPreTraining
+
+    p = _preset(name)
+    clip_len, size = saved_shape
+    checkpoint = VimpacForPreTraining(VimpacConfig(layers=1, hid_dim=128, frame_size=size, clip_len=clip_len,
+                                                   vocab_size=64, nce_proj_hid_dim=32)).save_pretrained(tmp_path / "ckpt")
+    views = tuple(dict.fromkeys([*p["train_views"], *p["test_views"]]))
+    write_token_shards(str(tmp_path / "data"), token_rows(3, grid=size // 8, frames=12, views=views, vocab_size=64))
+    argv = ["finetune", str(PRESETS / f"{name}.yaml"), "--data", str(tmp_path / "data"), "--test-data",
+            str(tmp_path / "data"), "--test-split", "train", "--load", str(checkpoint), "--output",
+            str(tmp_path / "out"), "--nproc-per-node", "1", "--device", "cpu", "--amp", "none", "--check"]
+    assert main(argv) == 0
+    resolved = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert (resolved["clip_len"], resolved["frame_size"], resolved["num_labels"]) == (
+        p["clip_len"], p["frame_size"], p["num_labels"])
+    assert (resolved["vocab_size"], resolved["layers"], resolved["hid_dim"]) == (64, 1, 128)  # the checkpoint's

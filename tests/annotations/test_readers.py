@@ -117,6 +117,8 @@ def test_kinetics400_whole_videos_become_segments(tmp_path):
     assert made.notes["segments_of_whole_videos"] is True
     with pytest.raises(ConfigError, match=r"uses \['ytid'\]; the fields are"):
         make_list("kinetics400", str(tmp_path), ROOT, uri_template="{ytid}.mp4")
+    with pytest.raises(ConfigError, match="cannot format .*train.csv, row 1: .*time_start/time_end the CSV's text"):
+        make_list("kinetics400", str(tmp_path), ROOT, uri_template="{youtube_id}_{time_start:06d}.mp4")
 
 
 def test_missing_files_name_what_to_pass(tmp_path):

@@ -86,7 +86,11 @@ def read_kinetics400(annotation_dir: str, videos_root: str, uri_template: str = 
             ytid = rec["youtube_id"].strip()
             fields = dict(youtube_id=ytid, start=int(t0), end=int(t1), time_start=rec["time_start"],
                           time_end=rec["time_end"], label=label, label_dir=label.replace(" ", "_"), split=split)
-            uri = video_uri(videos_root, uri_template.format(**fields))
+            try:
+                uri = video_uri(videos_root, uri_template.format(**fields))
+            except (ValueError, IndexError) as exc:  # e.g. a number format on a text field
+                raise ConfigError(f"uri template {uri_template!r} cannot format {url}, row {k + 1}: {exc}; "
+                                  "start/end are integers, time_start/time_end the CSV's text") from exc
             vid = f"{ytid}_{int(t0):06d}_{int(t1):06d}"
             window = (t0, t1) if segments else (None, None)
             rows.append(ListRow(uri, index[label] if label else None, split, vid, *window))

@@ -249,7 +249,8 @@ def steps_per_epoch(run: Run) -> int:
     return run.dataset.num_batches() // run.config.accumulation_steps()
 
 
-def _batch_size(batch: Any) -> int:
+def batch_videos(batch: Any) -> int:
+    """Videos in a batch (a tensor, or a tuple whose first item is the clips)."""
     return int((batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0])
 
 
@@ -279,7 +280,7 @@ def train_epoch(run: Run, *, on_step: Callable[[Run, dict], None], should_stop: 
                 batch = next(batches)
                 sums += micro_step(run, batch, sync=i == accum - 1)
                 run.state.batch += 1
-                clips += run.objective.clips_per_sample * _batch_size(batch)
+                clips += run.objective.clips_per_sample * batch_videos(batch)
             lr, grad_norm = optimizer_step(run)
             window.append(sums / accum)
             bar.update(1)

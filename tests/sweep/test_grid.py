@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -92,3 +94,14 @@ def test_config_errors_name_the_field(doc, message):
 def test_a_missing_preset_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         expand_runs(load_sweep({"output": "o", "tasks": {"a": {"preset": str(tmp_path / "nope.yaml")}}}))
+
+
+def test_shipped_sweeps_expand_to_valid_fine_tune_configs():
+    from vimpac_core.sweep.plan import canonical_finetune
+
+    repo = Path(__file__).resolve().parents[2]
+    example = expand_runs(load_sweep(repo / "configs" / "sweeps" / "example.yaml"), canonical_finetune)
+    assert [r.task for r in example] == ["ucf101"] * 4 + ["hmdb51"] * 8
+    assert {r.canonical["clip_len"] for r in example if r.task == "hmdb51"} == {5, 10}
+    assert {r.canonical["dataset"] for r in example} == {"ucf101", "hmdb51"}
+    assert len(expand_runs(load_sweep(repo / "configs" / "sweeps" / "demo.yaml"), canonical_finetune)) == 4

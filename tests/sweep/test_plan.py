@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -9,7 +11,8 @@ from tests.sweep.helpers import save_tiny_checkpoint
 from vimpac_core.errors import ConfigError
 from vimpac_core.sweep import append_results, load_sweep, plan_sweep, read_results
 from vimpac_core.sweep.checkpoints import checkpoint_digest
-from vimpac_core.sweep.results import FIXED_SCHEMA
+from vimpac_core.sweep.grid import RunSpec
+from vimpac_core.sweep.results import FIXED_SCHEMA, result_row
 
 
 def _sweep(tmp_path, **over):
@@ -64,14 +67,14 @@ def test_results_table_columns_and_atomic_append(tmp_path):
     assert on_disk.equals(table) and read_results(str(tmp_path / "sweep")).num_rows == 2
     first = on_disk.to_pylist()[0]
     assert (first["status"], first["top1"], first["lr"], first["last_test_clips"]) == ("ok", 0.5, 1e-4, "[1,2]")
-    assert first["config"] == '{"data":"d/a","last_test_clips":[1,2],"lr":0.0001}'
+    assert first["config"] == '{"data":"d/a","last_test_clips":[1,2],"lr":0.0001}'  # as written
     assert first["checkpoint"] == str(ck) and first["checkpoint_source"] == str(ck)
     assert on_disk.to_pylist()[1]["error"] == "RuntimeError: boom"
-    # a later sweep sweeping other fields, and one field's type changed: both kept, as text where needed
+    # a later sweep sweeping other fields: both kept, missing cells empty
     other = plan_sweep(_sweep(tmp_path, grid={"seed": [3], "last_test_clips": [5]}), str(ck))
     table = _record(other, ["ok", "ok"])
     assert table.num_rows == 4 and table.column("seed").to_pylist() == [None, None, 3, 3]
-    assert table.column("last_test_clips").to_pylist() == ["[1,2]", "[1,2]", "5", "5"]
+    assert table.column("last_test_clips").to_pylist() == ["[1,2]", "[1,2]", "[5]", "[5]"]  # canonical: a list
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["results.parquet"]  # no temporaries
 
 
@@ -81,3 +84,24 @@ def test_a_missing_checkpoint_or_bad_config_fails_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="base.output"):
         plan_sweep(_sweep(tmp_path, base={"output": "x"}), "latest:/nonexistent")  # config first
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_swept_column_whose_type_changes_becomes_text(tmp_path):
+    started = datetime.now(timezone.utc)
+    rows = []
+    for value in (7, [7, 8]):
+        run = RunSpec("a-0", "a", {"x": value}, {"x": value}, {"x": value})
+        rows.append(result_row(sweep_id=str(value), started_at=started, run=run, key="k", checkpoint="c",
+                               checkpoint_digest="d", checkpoint_source="c", status="ok", output="o", swept=["x"]))
+    append_results(str(tmp_path), rows[:1])
+    assert append_results(str(tmp_path), rows[1:]).column("x").to_pylist() == ["7", "[7,8]"]
+
+
+def test_run_configs_are_validated_as_fine_tune_configs_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"task a at \{\"lr\":-1.0\}: invalid fine-tuning config: lr"):
+        plan_sweep(_sweep(tmp_path, grid={"lr": [1e-4, -1.0]}), "latest:/nonexistent")
+    with pytest.raises(ConfigError, match="data"):
+        plan_sweep(load_sweep({"output": str(tmp_path / "o"), "tasks": {"a": {}}}), "latest:/nonexistent")
+    sweep = _sweep(tmp_path, grid={"lr": ["1e-4", 1.0e-4]})  # YAML reads 1e-4 as text: the same value
+    with pytest.raises(ConfigError, match="give the same config"):
+        plan_sweep(sweep, "latest:/nonexistent")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules of this package that add commands, in the order their commands appear in --help.
-COMMAND_MODULES = ("ingest", "datasets", "tokenizer", "model", "train", "finetune", "demo", "plan", "k8s")
+COMMAND_MODULES = ("ingest", "datasets", "tokenizer", "model", "train", "finetune", "sweep", "demo", "plan", "k8s")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,9 @@ from vimpac_core.sweep.checkpoints import (
 )
 from vimpac_core.sweep.grid import RunSpec, SweepConfig, expand_runs, swept_fields
 from vimpac_core.sweep.results import completed_runs, read_results, result_row, run_key
+from vimpac_core.train.finetune_config import FinetuneConfig
+
+PLACEHOLDER_OUTPUT = "sweep-run-output"  # FinetuneConfig needs one; the sweep sets the real one per run
 
 
 @dataclass(frozen=True)
@@ -68,26 +71,45 @@ class SweepPlan:
         return [p for p in self.runs if p.done is None]
 
 
+def canonical_finetune(flat: dict[str, Any]) -> dict[str, Any]:
+    """A run's flat config validated as a FinetuneConfig, every default filled in (without output/load).
+
+    Only the config itself is checked here; whether the data exists and fits the checkpoint is
+    checked by each run (a missing data folder fails that run, not the sweep)."""
+    values = FinetuneConfig.from_flat({**flat, "output": PLACEHOLDER_OUTPUT}).to_flat()
+    return {k: v for k, v in values.items() if k not in ("output", "load")}
+
+
 def new_sweep_id(now: datetime) -> str:
     """``<UTC time>-<6 hex>``: sorts by start time, unique across machines."""
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
 
 
+def validate_sweep(
+    sweep: SweepConfig,
+    checkpoint: str | None = None,
+    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = canonical_finetune,
+) -> tuple[list[RunSpec], ResolvedCheckpoint]:
+    """Every run config checked and the checkpoint found (nothing hashed or written): the
+    errors a sweep can meet before any work, each one line naming the field or path."""
+    spec = checkpoint or sweep.checkpoint
+    if not spec:
+        raise ConfigError(f"checkpoint: sweep {sweep.name!r} names none; set `checkpoint:` in the sweep file or "
+                          f"pass --checkpoint (a checkpoint folder or {LATEST_PREFIX}<pre-training output>)")
+    return expand_runs(sweep, normalize), resolve_checkpoint(spec)
+
+
 def plan_sweep(
     sweep: SweepConfig,
     checkpoint: str | None = None,
-    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = canonical_finetune,
     pin: bool = True,
 ) -> SweepPlan:
     """Everything a sweep needs before it fine-tunes (``checkpoint`` overrides the sweep file's).
 
     ``pin`` False (a dry run) loads the resolved folder itself and writes nothing under the output."""
-    spec = checkpoint or sweep.checkpoint
-    if not spec:
-        raise ConfigError(f"checkpoint: sweep {sweep.name!r} names none; set `checkpoint:` in the sweep file or "
-                          f"pass --checkpoint (a checkpoint folder or {LATEST_PREFIX}<pre-training output>)")
-    runs = expand_runs(sweep, normalize)
-    resolved = resolve_checkpoint(spec)
+    runs, resolved = validate_sweep(sweep, checkpoint, normalize)
+    spec = resolved.source
     digest = checkpoint_digest(resolved.path)
     load = resolved.path
     if pin and spec.startswith(LATEST_PREFIX):  # a running pre-training prunes old steps: keep this one

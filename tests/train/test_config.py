@@ -29,7 +29,7 @@ def test_flat_routes_model_fields_and_round_trips():
         ({"hid_dim": 100}, "hid_dim"),
         ({"batch_size": 100, "bs_per_gpu": 32}, "batch_size"),
         ({"batch_size": 64, "bs_per_gpu": 8, "gradient_accumulation": 3}, "gradient_accumulation"),
-        ({"amp": "bf16", "device": "cpu"}, "amp"),
+        ({"amp": "fp16", "device": "cpu"}, "amp"),
         ({"mask_blocks": 0}, "mask_blocks"),
         ({"learning_rate": 1.0}, "learning_rate"),
     ],

@@ -123,12 +123,12 @@ def test_killing_the_launcher_takes_torchrun_and_every_rank_with_it(tmp_path, si
 
 
 def test_rank_errors_are_permanent_or_interruptions(tmp_path):
-    """A rank's ValueError (here: amp on a CPU-only machine) fails the stage for good; a rank that
+    """A rank's ValueError (here: amp fp16 on a CPU-only machine) fails the stage for good; a rank that
     vanishes without a permanent error is an interruption (retriable)."""
     data = tiny_shards(tmp_path / "data", videos=8)
     if torch.cuda.is_available():
-        pytest.skip("needs a machine without a GPU (amp must fail on the ranks)")
-    bad = tiny_config(data, str(tmp_path / "bad"), device="auto", amp="bf16")
+        pytest.skip("needs a machine without a GPU (amp fp16 must fail on the ranks)")
+    bad = tiny_config(data, str(tmp_path / "bad"), device="auto", amp="fp16")
     with pytest.raises(TrainingFailed, match="rank 0 raised ValueError: amp") as failed:
         launch_stage(bad, on_line=lambda _: None, timeout_s=120)
     assert not failed.value.retriable

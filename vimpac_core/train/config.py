@@ -98,8 +98,8 @@ class TrainConfigBase(BaseModel):
     def _check(self) -> TrainConfigBase:
         if self.batch_size is not None:
             self.accumulation_steps()  # with gradient_accumulation given too, they must agree
-        if self.amp != "none" and self.device == "cpu":
-            raise ValueError(f"amp: {self.amp!r} needs a GPU; use amp 'none' with device 'cpu'")
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ValueError("amp: 'fp16' (with its loss scaler) needs a GPU; use amp 'bf16' or 'none' with device 'cpu'")
         return self
 
     def accumulation_steps(self) -> int:

@@ -111,11 +111,14 @@ class GlooSyncBatchNorm(nn.BatchNorm1d):
     Input [N, C]. Training: mean and biased variance from the all-reduced sums over all ranks
     (gradients flow through the all-reduce); running stats use the unbiased variance, as
     nn.BatchNorm1d does. Same parameters and buffers as BatchNorm1d, so state_dicts are equal.
+    Under bf16 autocast the statistics are still taken in fp32 (in bf16, E[x^2] - mean^2 cancels
+    to negative variances and NaN), and the output returns in the input's dtype.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
+        dtype, x = x.dtype, x.float()
         count = torch.tensor([float(x.shape[0])], dtype=x.dtype, device=x.device)
         stats = _AllReduceSum.apply(torch.cat([x.sum(0), (x * x).sum(0), count]))
         channels = x.shape[1]
@@ -130,7 +133,7 @@ class GlooSyncBatchNorm(nn.BatchNorm1d):
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean)
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
         y = (x - mean) / torch.sqrt(var + self.eps)
-        return y * self.weight + self.bias if self.affine else y
+        return (y * self.weight + self.bias if self.affine else y).to(dtype)
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

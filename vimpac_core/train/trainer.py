@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vimpac_core.model.pretrained import resize_optimizer_state
+from vimpac_core.precision import check_bf16
 from vimpac_core.train.checkpoint import (
     LoadedCheckpoint,
     TrainerState,
@@ -108,7 +109,8 @@ class Run:
 
 
 def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The one place mixed precision is chosen: ``amp`` none / bf16 / fp16 on ``device``."""
+    """The one place mixed precision is chosen: ``amp`` none / bf16 / fp16 on ``device``; the same
+    ``torch.autocast`` on CPU and GPU (weights, gradients and AdamW state stay fp32)."""
     if amp == "none":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -116,9 +118,14 @@ def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManage
 
 
 def check_amp(config: TrainConfigBase, env: DistEnv) -> None:
-    """Raise (permanent) when the precision cannot run on this rank's device."""
-    if config.amp != "none" and env.device.type != "cuda":
-        raise ValueError(f"amp: {config.amp!r} needs a GPU, this run is on {env.device}; set amp to 'none'")
+    """Raise (permanent) when the precision cannot run on this rank's device: fp16 and its loss
+    scaler need a GPU; bf16 needs native bf16 (a GPU of compute capability 8.0+, or a CPU with
+    AVX-512 / AMX / Arm BF16; ConfigError, see ``vimpac_core.precision``)."""
+    if config.amp == "fp16" and env.device.type != "cuda":
+        raise ValueError(f"amp: 'fp16' (with its loss scaler) needs a GPU, this run is on {env.device}; "
+                         "use amp 'bf16' or 'none'")
+    if config.amp == "bf16":
+        check_bf16(env.device, "amp", "amp 'none'")
 
 
 def make_grad_scaler(

@@ -29,11 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vimpac_core.errors import ConfigError, PermanentError, TransientError
 from vimpac_core.train.config import TrainConfigBase
+from vimpac_core.train.launch import torchrun_command
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
 CONTAINER = "pytorch"  # the operator looks for the container of this name
 CONFIG_DIR, CONFIG_FILE = "/etc/vimpac", "run_config.json"
 ENTRY_MODULE = "vimpac_core.train.pretrain"
+# The operator gives every pod the Master's address and port and the pod's index; Kubernetes expands them.
+RDZV_ENDPOINT, RANK = "$(MASTER_ADDR):$(MASTER_PORT)", "$(RANK)"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 
 
@@ -117,20 +120,18 @@ def stage_for_cluster(stage: TrainConfigBase, job: K8sJobConfig) -> TrainConfigB
                               "the pods cannot read it")
     device = "cuda" if job.gpus_per_node else "cpu"
     return stage.model_copy(update={"data": data, "output": output, "load": load, "resume": True, "device": device,
-                                    "nproc_per_node": max(job.gpus_per_node, 1)})
+                                    "nproc_per_node": max(job.gpus_per_node, 1), "nnodes": job.nodes, "node_rank": 0,
+                                    "rdzv_endpoint": RDZV_ENDPOINT, "rdzv_id": job.name})
 
 
-def torchrun_args(job: K8sJobConfig, config_path: str, module: str = ENTRY_MODULE) -> list[str]:
-    """The pods' command: torchrun with a c10d rendezvous at the Master (operator's env, expanded by Kubernetes)."""
-    return [
-        "python", "-m", "torch.distributed.run",
-        "--nnodes", str(job.nodes), "--node_rank", "$(RANK)", "--nproc_per_node", str(max(job.gpus_per_node, 1)),
-        "--rdzv_backend", "c10d", "--rdzv_endpoint", "$(MASTER_ADDR):$(MASTER_PORT)", "--rdzv_id", job.name,
-        "--max_restarts", "0", "-m", module, "--config", config_path,
-    ]
+def torchrun_args(stage: TrainConfigBase, config_path: str) -> list[str]:
+    """The pods' command: the stage's torchrun command (launch.torchrun_command) with the image's python."""
+    return ["python", *torchrun_command(config_path, stage.nproc_per_node, stage.ENTRY or ENTRY_MODULE,
+                                        nnodes=stage.nnodes, node_rank=RANK, rdzv_endpoint=stage.rdzv_endpoint,
+                                        rdzv_id=stage.rdzv_id)[1:]]
 
 
-def _pod_template(job: K8sJobConfig, config_map: str, module: str) -> dict[str, Any]:
+def _pod_template(job: K8sJobConfig, config_map: str, command: list[str]) -> dict[str, Any]:
     resources = {"cpu": job.cpu, "memory": job.memory}
     if job.gpus_per_node:
         resources["nvidia.com/gpu"] = str(job.gpus_per_node)
@@ -138,7 +139,7 @@ def _pod_template(job: K8sJobConfig, config_map: str, module: str) -> dict[str, 
         "name": CONTAINER,
         "image": job.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": torchrun_args(job, f"{CONFIG_DIR}/{CONFIG_FILE}", module),
+        "command": command,
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}] + [{"name": k, "value": v} for k, v in job.env.items()],
         "resources": {"limits": resources, "requests": dict(resources)},
         "volumeMounts": [
@@ -164,16 +165,16 @@ def render_stage_job(stage: TrainConfigBase, job: K8sJobConfig) -> list[dict[str
     """[ConfigMap with the stage's run_config.json, PyTorchJob]: the objects to create, in order.
 
     The pods run the stage's entry module (``ENTRY``: pre-training, fine-tuning)."""
-    module = stage.ENTRY or ENTRY_MODULE
     cluster_stage = stage_for_cluster(stage, job)
+    command = torchrun_args(cluster_stage, f"{CONFIG_DIR}/{CONFIG_FILE}")
     config_map = f"{job.name}-config"
     meta = {"name": config_map, "namespace": job.namespace, "labels": {"app": "vimpac", "vimpac/job": job.name}}
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
           "data": {CONFIG_FILE: json.dumps(cluster_stage.to_flat())}}
-    replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": _pod_template(job, config_map, module)}}
+    replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": _pod_template(job, config_map, command)}}
     if job.nodes > 1:  # the same pod; its own copy, so the YAML has no anchors
         replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure",
-                              "template": _pod_template(job, config_map, module)}
+                              "template": _pod_template(job, config_map, command)}
     pytorch_job = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,

@@ -34,6 +34,8 @@ def test_pytorchjob_of_four_nodes_with_eight_gpus():
     assert ran.output == "/checkpoints/runs/large/stage1" and ran.resume and ran.device == "cuda"
     assert ran.data == "/checkpoints/data/howto100m-128"  # a relative data folder is read from the shared volume
     assert ran.nproc_per_node == 8 and ran.model == stage.model and ran.epochs == stage.epochs
+    assert (ran.nnodes, ran.rdzv_id, ran.rdzv_endpoint) == (4, "vimpac-large-s1", "$(MASTER_ADDR):$(MASTER_PORT)")
+    assert ran.accumulation_steps() == 1024 // (16 * 8 * 4)  # the batch of 1024 videos over 32 GPUs
 
     assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "PyTorchJob")
     assert job["metadata"] == {"name": "vimpac-large-s1", "namespace": "ml", "labels": {"app": "vimpac"}}

@@ -71,6 +71,12 @@ class TrainConfigBase(BaseModel):
     # Processes and devices: torchrun starts nproc_per_node ranks; device auto = cuda when present.
     nproc_per_node: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Several nodes: one launcher per node (this config with its node_rank), meeting at torchrun's c10d
+    # rendezvous on rdzv_endpoint (HOST:PORT, reachable from every node); output is shared by all nodes.
+    nnodes: int = Field(1, ge=1)
+    node_rank: int = Field(0, ge=0)
+    rdzv_endpoint: str | None = None
+    rdzv_id: str = "vimpac"
     # Output, checkpoints, starting points.
     output: str
     save_every: int = Field(0, ge=0)
@@ -100,23 +106,37 @@ class TrainConfigBase(BaseModel):
             self.accumulation_steps()  # with gradient_accumulation given too, they must agree
         if self.amp == "fp16" and self.device == "cpu":
             raise ValueError("amp: 'fp16' (with its loss scaler) needs a GPU; use amp 'bf16' or 'none' with device 'cpu'")
+        self._check_rendezvous()
         return self
+
+    def _check_rendezvous(self) -> None:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes} (node ranks count from 0)")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"rdzv_endpoint: nnodes {self.nnodes} needs a rendezvous endpoint HOST:PORT that "
+                             "every node reaches (e.g. the first node's address and a free port)")
+        if self.rdzv_endpoint is not None:
+            host, sep, port = self.rdzv_endpoint.rpartition(":")
+            if not (sep and host and port):
+                raise ValueError(f"rdzv_endpoint {self.rdzv_endpoint!r} must be HOST:PORT, e.g. 10.0.0.1:29400")
 
     def accumulation_steps(self) -> int:
         """Micro-batches per optimizer step so one step sees ``batch_size`` videos over all ranks."""
-        per_step = self.bs_per_gpu * self.nproc_per_node
+        per_step = self.bs_per_gpu * self.nproc_per_node * self.nnodes  # every rank of every node
+        names, sizes = "bs_per_gpu x nproc_per_node", f"{self.bs_per_gpu} x {self.nproc_per_node}"
+        if self.nnodes > 1:
+            names, sizes = names + " x nnodes", sizes + f" x {self.nnodes}"
         if self.batch_size is None:
             return self.gradient_accumulation or 1
         if self.batch_size % per_step:
             raise ValueError(
-                f"batch_size {self.batch_size} is not a multiple of bs_per_gpu x nproc_per_node = "
-                f"{self.bs_per_gpu} x {self.nproc_per_node}; change batch_size or bs_per_gpu"
+                f"batch_size {self.batch_size} is not a multiple of {names} = {sizes}; change batch_size or bs_per_gpu"
             )
         steps = self.batch_size // per_step
         if self.gradient_accumulation is not None and self.gradient_accumulation != steps:
             raise ValueError(
                 f"gradient_accumulation {self.gradient_accumulation} disagrees with batch_size "
-                f"{self.batch_size} / ({self.bs_per_gpu} x {self.nproc_per_node}) = {steps}; give one of them"
+                f"{self.batch_size} / ({sizes}) = {steps}; give one of them"
             )
         return steps
 

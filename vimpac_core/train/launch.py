@@ -38,7 +38,8 @@ from vimpac_core.train.checkpoint import resumable_checkpoint
 from vimpac_core.train.config import TrainConfigBase
 
 # Config keys that may differ between a checkpoint's run and the run resuming it.
-RESUME_IGNORES = {"resume", "log_every", "keep_checkpoints"}
+RESUME_IGNORES = {"resume", "log_every", "keep_checkpoints", "node_rank", "rdzv_endpoint", "rdzv_id"}
+METRICS_WAIT_S = 60.0  # on several nodes, how long a launcher waits for global rank 0's metrics.json
 FAILURE_PREFIX = "failure-rank"
 # Exceptions a rerun would raise again: never retried. Out of memory counts: the same batch on the
 # same card runs out again (lower bs_per_gpu, raise gradient_accumulation).
@@ -72,14 +73,28 @@ class TrainingCancelled(PermanentError):
     """The stage was cancelled and its process group killed."""
 
 
-def torchrun_command(config_file: str | Path, nproc_per_node: int, module: str = "vimpac_core.train.pretrain") -> list[str]:
+def torchrun_command(config_file: str | Path, nproc_per_node: int, module: str = "vimpac_core.train.pretrain", *,
+                     nnodes: int = 1, node_rank: int | str = 0, rdzv_endpoint: str | None = None,
+                     rdzv_id: str = "vimpac") -> list[str]:
     # The one place the torchrun command line is built (entry modules: TrainConfigBase.ENTRY).
-    """``python -m torch.distributed.run --standalone --nproc_per_node N -m MODULE --config FILE``."""
+    """``python -m torch.distributed.run --standalone --nproc_per_node N -m MODULE --config FILE``; with a
+    ``rdzv_endpoint``, one node of ``nnodes`` at a c10d rendezvous instead of ``--standalone``."""
+    if rdzv_endpoint is None:
+        where = ["--standalone", "--nnodes", "1"]
+    else:
+        where = ["--nnodes", str(nnodes), "--node_rank", str(node_rank), "--rdzv_backend", "c10d",
+                 "--rdzv_endpoint", rdzv_endpoint, "--rdzv_id", rdzv_id]
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+        sys.executable, "-m", "torch.distributed.run", *where,
         "--nproc_per_node", str(nproc_per_node), "--max_restarts", "0",
         "-m", module, "--config", str(config_file),
     ]
+
+
+def stage_command(config_file: str | Path, config: TrainConfigBase) -> list[str]:
+    """The torchrun command of ``config``: its entry module, ranks per node and (when set) rendezvous."""
+    nodes = {k: getattr(config, k) for k in ("nnodes", "node_rank", "rdzv_endpoint", "rdzv_id") if hasattr(config, k)}
+    return torchrun_command(config_file, config.nproc_per_node, config.ENTRY, **nodes)
 
 
 def write_stage_config(config: TrainConfigBase) -> Path:
@@ -87,7 +102,7 @@ def write_stage_config(config: TrainConfigBase) -> Path:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "run_config.json"
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_suffix(f".json.{os.getpid()}.{threading.get_ident()}.tmp")  # nodes sharing output write it too
     tmp.write_text(json.dumps(config.to_flat(), indent=1) + "\n")
     os.replace(tmp, path)
     return path
@@ -312,7 +327,7 @@ def launch_stage(
     metrics_file.unlink(missing_ok=True)
     for old in Path(config.output).glob(f"{FAILURE_PREFIX}*.json"):
         old.unlink(missing_ok=True)
-    command = torchrun_command(path, config.nproc_per_node, config.ENTRY)
+    command = stage_command(path, config)
     try:
         run_streaming(command, on_line=on_line, timeout_s=timeout_s, cancel=cancel, env=env)
     except TrainingTimeout as err:
@@ -329,6 +344,17 @@ def launch_stage(
         interrupted = TrainingInterrupted(f"training was interrupted, retriable: {cause}")
         interrupted.resume_from = resume_point(config)
         raise interrupted from None
-    if not metrics_file.is_file():
-        raise TrainingFailed(f"torchrun finished but wrote no {metrics_file}; see the stage output")
+    nodes = getattr(config, "nnodes", 1)
+    if not _wait_for(metrics_file, METRICS_WAIT_S if nodes > 1 else 0.0):  # rank 0 may be on another node
+        shared = f" (with {nodes} nodes, output must be a folder every node shares)" if nodes > 1 else ""
+        raise TrainingFailed(f"torchrun finished but wrote no {metrics_file}{shared}; see the stage output")
     return json.loads(metrics_file.read_text())
+
+
+def _wait_for(path: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True

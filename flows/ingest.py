@@ -21,6 +21,7 @@ from tasks.ingest import (
     retry_shard,
     tokenize_shard,
 )
+from vimpac_core import interrupts
 from vimpac_core.config import IngestConfig
 from vimpac_core.errors import ConfigError
 
@@ -38,6 +39,8 @@ def _collect(futures: list, title: str) -> list[dict]:
             stats.append(future.result())
         except Exception as exc:  # the task failed after its retries; the other shards go on
             failures.append(f"{type(exc).__name__}: {exc}")
+        # Stopping: queued shards are cancelled as the flow ends, the one in flight stops uncommitted.
+        interrupts.check_stop(title)
         update_progress_artifact(progress_id, 100.0 * n / max(len(futures), 1))
     if not futures:
         update_progress_artifact(progress_id, 100.0)

@@ -21,6 +21,7 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.runtime import flow_run
 from prefect.utilities.hashing import hash_objects
 
+from vimpac_core import interrupts
 from vimpac_core.config import IngestConfig
 from vimpac_core.errors import TokenizerError
 from vimpac_core.ingest import (
@@ -41,7 +42,10 @@ TRANSIENT_BUILTINS = (TimeoutError, ConnectionError)
 
 
 def only_transient(task, task_run, state) -> bool:
-    """retry_condition_fn: retry when the task raised a retriable error (never for bad input)."""
+    """retry_condition_fn: retry when the task raised a retriable error (never for bad input, and
+    never while the command is stopping on the user's signal)."""
+    if interrupts.stop_requested():
+        return False
     try:
         state.result()
     except Exception as exc:
@@ -131,6 +135,7 @@ def tokenize_shard(shard: ShardPlan, config: IngestConfig, tokenizer_id: str) ->
     done = committed_stats(config.out, shard.shard_id)
     if done is not None:
         return {**done, "skipped": True}
+    interrupts.check_stop(f"shard {shard.shard_id}")
     tokenizer = _check_tokenizer(config, tokenizer_id)
     return {**process_shard(shard, config, tokenizer, run_id=str(flow_run.id)), "skipped": False}
 
@@ -143,6 +148,7 @@ def retry_shard(shard: ShardPlan, config: IngestConfig, tokenizer_id: str, retry
     The cache key holds the manifest this retry starts from: a finished retry changes the
     manifest, so the same failures are never retried twice from one state.
     """
+    interrupts.check_stop(f"shard {shard.shard_id}")
     tokenizer = _check_tokenizer(config, tokenizer_id)
     ids = None if retry_ids is None else set(retry_ids)
     return {**process_shard(shard, config, tokenizer, retry_ids=ids, run_id=str(flow_run.id)), "skipped": False}

@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run as current_task_run
 
+from vimpac_core import interrupts
 from vimpac_core.errors import TransientError
 from vimpac_core.k8s import K8sJobConfig, run_stage_on_cluster
 from vimpac_core.train.config import PretrainConfig, TrainConfigBase
@@ -64,7 +65,9 @@ def launch_resuming(cfg: TrainConfigBase, label: str, timeout_s: float | None) -
         cfg = cfg.model_copy(update={"resume": True})
         logger.warning("%s, attempt %d: resuming from %s", label, attempt, point)
     logger.info("%s: %d rank(s), output %s", label, cfg.nproc_per_node, cfg.output)
-    return launch_stage(cfg, on_line=logger.info, timeout_s=timeout_s)
+    # The user's Ctrl-C / SIGTERM to the command (vimpac_core.interrupts) cancels the run: torchrun
+    # and its ranks are stopped; the checkpoints written so far stay.
+    return launch_stage(cfg, on_line=logger.info, timeout_s=timeout_s, cancel=interrupts.stop_event())
 
 
 @task(name="pretrain-stage", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retries=RETRIES,
@@ -96,7 +99,7 @@ def evaluate_checkpoint(config: dict, timeout_s: float | None = None) -> dict:
     cfg = EvaluateConfig.from_flat(config)
     resolve_evaluate(cfg)
     get_run_logger().info("evaluating %s on %s: %s clip(s)", cfg.checkpoint, cfg.data, cfg.num_test_clips)
-    return launch_stage(cfg, on_line=get_run_logger().info, timeout_s=timeout_s)
+    return launch_stage(cfg, on_line=get_run_logger().info, timeout_s=timeout_s, cancel=interrupts.stop_event())
 
 
 @task(name="pretrain-stage-kubernetes", cache_policy=NO_CACHE, persist_result=False)

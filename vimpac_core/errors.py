@@ -22,10 +22,21 @@ class ConfigError(VimpacError, ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+class OutputExistsError(ConfigError):
+    """An output folder holds files the command did not write, or an earlier output it will not
+    replace without ``--overwrite``; nothing was changed."""
+
+
 class TransientError(VimpacError):
     """A failure another attempt may fix (5xx, connection reset, timeout)."""
 
     retriable = True
+
+
+class Interrupted(TransientError):
+    """The work was stopped from outside (the user's Ctrl-C or SIGTERM, or a helper process killed
+    by such a signal): nothing is wrong with the input, so this is never recorded as its failure.
+    Retriable, except while the command itself is stopping (see ``vimpac_core.interrupts``)."""
 
 
 class PermanentError(VimpacError):

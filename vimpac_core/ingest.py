@@ -24,9 +24,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
+from vimpac_core import interrupts
 from vimpac_core.config import IngestConfig
 from vimpac_core.download import SharedStaging, drop_stored_copy
-from vimpac_core.errors import ConfigError, SegmentError, VideoError, VimpacError
+from vimpac_core.errors import ConfigError, Interrupted, SegmentError, VideoError, VimpacError
 from vimpac_core.inputs import VideoEntry, read_video_list
 from vimpac_core.shards.manifest import (
     ManifestRow,
@@ -183,11 +184,14 @@ def _produce(entries, config, views, results, out_q: queue.Queue, stop: threadin
     sources = SharedStaging([e.uri for e in entries], config.download)
     try:
         for i, entry in enumerate(entries):
+            interrupts.check_stop(f"before {entry.uri}")
             try:
                 for window in _decode_video(entry, config, views, results[i], sources):
                     if stop.is_set():
                         return
                     out_q.put(("frames", i, window))
+            except Interrupted:
+                raise  # stopped from outside: not this video's failure; the shard is dropped whole
             except Exception as exc:  # any per-video failure is recorded, never fatal for the shard
                 results[i].error = exc
             out_q.put(("done", i, None))
@@ -240,6 +244,7 @@ def extract_videos(entries: list[VideoEntry], config: IngestConfig, tokenizer, *
                 pending.append((i, view_name, arr))
                 buffered += len(arr)
             if buffered >= config.batch_size:
+                interrupts.check_stop(desc)
                 _encode_pending(tokenizer, pending, results)
                 buffered = 0
         if pending:
@@ -336,8 +341,10 @@ def process_shard(shard: ShardPlan, config: IngestConfig, tokenizer, *, retry_id
         manifest.append(row)
     for url in (shard_url(config.out, shard.shard_id), manifest_url(config.out, shard.shard_id)):
         remove_stale_temps(url)  # this task owns the shard: what a killed earlier attempt left is garbage
-    write_shard(config.out, shard.shard_id, token_rows)
-    write_manifest(config.out, shard.shard_id, manifest)
+    # A stop request drops the shard in flight: it is not committed (its manifest is the marker).
+    interrupts.check_stop(f"shard {shard.shard_id}")
+    write_shard(config.out, shard.shard_id, token_rows)  # no stop between these two: a retried shard's
+    write_manifest(config.out, shard.shard_id, manifest)  # new rows must meet their manifest at once
     return shard_stats(shard.shard_id, latest_attempts(manifest), time.perf_counter() - start, extracted=len(todo))
 
 

@@ -13,11 +13,13 @@ a fault-injecting proxy; an error that outlasts those retries reaches the caller
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import fsspec
@@ -154,8 +156,14 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     An existing ``final`` is first moved aside to the hidden ``.<name>.old-<random>``, so at every
     instant a complete folder exists under one of the two names; :func:`complete_dir` finds
     whichever survived a crash between the renames. The moved-aside folder is removed last.
+
+    Nothing else is ever deleted: when ``final`` holds entries ``tmp`` does not (files someone
+    else put there), ``tmp``'s entries are moved in one by one instead, replacing only their
+    namesakes, and the other entries stay.
     """
     tmp, final = Path(tmp), Path(final)
+    if final.is_dir() and set(os.listdir(final)) - set(os.listdir(tmp)):
+        return _move_entries(tmp, final)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
@@ -164,6 +172,55 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _move_entries(tmp: Path, final: Path) -> Path:
+    """Move each entry of ``tmp`` into ``final`` (a namesake folder is swapped like replace_dir)."""
+    for entry in sorted(tmp.iterdir()):
+        target = final / entry.name
+        if target.is_dir() and not target.is_symlink():
+            replace_dir(entry, target)
+        else:
+            os.replace(entry, target)
+    tmp.rmdir()
+    return final
+
+
+def _is_ours(name: str, ours: Sequence[str]) -> bool:
+    """``name`` is one of ``ours`` (names or glob patterns) or a temporary/moved-aside copy of one."""
+    if name.startswith(TEMP_PREFIX):
+        return True
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, f".{p}.*") or fnmatch.fnmatchcase(name, f"{p}.tmp*")
+               for p in ours)
+
+
+def check_output_dir(url: str, ours: Sequence[str], *, overwrite: bool, owner: str) -> list[str]:
+    """Refuse the output folder ``url`` when it holds anything ``owner`` does not write.
+
+    ``ours``: the names (or glob patterns) ``owner`` writes directly in the folder. With
+    ``overwrite`` the other entries are allowed (the command then replaces only its own files,
+    see :func:`replace_dir`). Returns the names of ours already there (empty for a new folder).
+
+    Raises:
+        OutputExistsError: ``url`` is a file, or holds other entries and ``overwrite`` is False.
+    """
+    from vimpac_core.errors import OutputExistsError
+
+    fs, path = get_fs(url)
+    if not fs.exists(path):
+        return []
+    if not fs.isdir(path):
+        raise OutputExistsError(f"{url} is a file, not a folder: give a folder for the output")
+    fs.invalidate_cache(path)
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    foreign = [n for n in names if not _is_ours(n, ours)]
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputExistsError(
+            f"{url} holds files {owner} did not write ({shown}); give a new or empty folder, or pass "
+            f"--overwrite to write {owner}'s files beside them (nothing else there is touched)"
+        )
+    return [n for n in names if n not in foreign and not n.startswith(".")]
 
 
 def complete_dir(final: str | Path) -> Path | None:

@@ -258,3 +258,22 @@ def test_a_stored_copy_that_failed_permanently_is_fetched_again_on_retry(tmp_pat
     retry = process_shard(shard, cfg, tok, retry_ids={"fixme"})
     assert (retry["ok"], retry["failed"]) == (2, 0)
     assert handler.hits["/fixme.mp4"] == 2  # the bad stored copy was dropped, not reused
+
+
+def test_a_stop_request_leaves_the_shard_uncommitted_and_blames_no_video(tmp_path, clips, tiny_tokenizer):
+    from vimpac_core import interrupts
+    from vimpac_core.errors import Interrupted
+
+    cfg = _config(write_csv(tmp_path / "l.csv", [{"uri": str(c), "label": "a"} for c in clips[:2]]),
+                  tmp_path / "out", tiny_tokenizer)
+    tok = get_tokenizer(cfg.tokenizer, cfg.device, cfg.batch_size)
+    (shard,) = prepare_output(cfg, tok.tokenizer_id).shards
+    interrupts.request_stop(signal.SIGTERM)
+    try:
+        with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+            process_shard(shard, cfg, tok)
+    finally:
+        interrupts.reset()
+    assert read_manifest(cfg.out, shard.shard_id) is None and read_shard(cfg.out, shard.shard_id) is None
+    process_shard(shard, cfg, tok)  # the same shard later: committed whole
+    assert [r.status for r in read_manifest(cfg.out, shard.shard_id)] == ["ok", "ok"]

@@ -249,3 +249,32 @@ def test_long_video_decodes_in_bounded_windows(long_clip):
         assert frames.shape[0] <= 64
         count += frames.shape[0]
     assert count == 1200
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_decoder_stopped_by_a_signal_is_not_the_videos_fault(clips, sig):
+    from vimpac_core.errors import Interrupted
+
+    windows = decode_views(clips["cfr30"], np.arange(90), view_set("pretrain", 32), window=4)
+    next(windows)
+    (pid,) = live_worker_pids() - _idle_pids()
+    os.kill(pid, sig)  # someone stopped the decoder: the video was never judged
+    with pytest.raises(Interrupted, match="decoder process was stopped") as caught:
+        list(windows)
+    assert not isinstance(caught.value, VideoError)
+    assert pid not in live_worker_pids() and not stray_decoders()
+
+
+def test_a_stop_request_ends_a_decode_within_a_poll(clips):
+    from vimpac_core import interrupts
+    from vimpac_core.errors import Interrupted
+
+    windows = decode_views(clips["cfr30"], np.arange(90), view_set("pretrain", 32), window=4)
+    next(windows)
+    interrupts.request_stop(signal.SIGINT)
+    try:
+        with pytest.raises(Interrupted, match=r"stopped by Ctrl-C \(SIGINT\)"):
+            list(windows)
+    finally:
+        interrupts.reset()
+    assert not stray_decoders()

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 # Modules of this package that add commands, in the order their commands appear in --help.
@@ -29,22 +33,104 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; our errors (bad input, config, checkpoint) print one line and exit 2."""
+    """Run one command; our errors (bad input, config, checkpoint) print one line and exit 2.
+
+    The command runs on a worker thread while this (main) thread owns the signals: the first
+    Ctrl-C / SIGTERM asks the work to stop at its next safe point (``vimpac_core.interrupts``) and,
+    within ``STOP_GRACE_S``, the command ends with one line saying what was kept and how to go on,
+    exit code 130 / 143; a second signal stops at once.
+    """
+    from vimpac_core import interrupts
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code = run_command(args)
+    if interrupts.stop_signal() is not None:
+        # Stopped by the user: helpers go now and nothing waits at exit (Prefect's exit hooks
+        # would try to reach a server that is gone). Finished files were written atomically.
+        interrupts.hard_stop()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+STOP_GRACE_S = 10.0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.func(args)`` on a worker thread under our signal handling; -> exit code."""
+    import contextvars
+
+    from vimpac_core import interrupts
+
+    interrupts.reset()
+    outcome: dict = {}
+    context = contextvars.copy_context()  # the caller's settings contexts hold on the worker thread
+
+    def work() -> None:
+        try:
+            outcome["result"] = context.run(args.func, args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"vimpac-{args.command}", daemon=True)
+    with interrupts.signal_handlers(on_first=_quiet_on_stop):
+        thread.start()
+        _wait(thread)
+    if interrupts.stop_requested() and (thread.is_alive() or outcome.get("error") or outcome.get("result")):
+        return _report_stop(args)  # a command that finished anyway (exit 0) says so as usual
+    return _exit_code(args, outcome)
+
+
+def _wait(thread: threading.Thread) -> None:
+    """Join ``thread``; once a stop is requested, wait at most STOP_GRACE_S more, then hard-stop."""
+    from vimpac_core import interrupts
+
+    stop_seen = None
+    while thread.is_alive():
+        thread.join(0.1)
+        if interrupts.stop_requested():
+            stop_seen = stop_seen or time.monotonic()
+            if time.monotonic() - stop_seen > STOP_GRACE_S:
+                interrupts.hard_stop()
+                return
+
+
+def _quiet_on_stop(signum: int) -> None:
+    """After the user's signal the failures it causes are expected: the last line says it all."""
+    logging.disable(logging.CRITICAL)
+
+
+def _report_stop(args: argparse.Namespace) -> int:
+    from vimpac_core import interrupts
+
+    signum = interrupts.stop_signal()
+    kept = getattr(args, "on_interrupt", None)
+    try:
+        what = kept(args) if kept is not None else "nothing was changed"
+    except Exception as exc:  # noqa: BLE001 - the line must come out whatever the state on disk
+        what = f"could not list what was kept ({type(exc).__name__}: {exc})"
+    print(f"vimpac {args.command}: stopped by {interrupts.describe(signum)}; {what}", file=sys.stderr, flush=True)
+    return interrupts.exit_code(signum)
+
+
+def _exit_code(args: argparse.Namespace, outcome: dict) -> int:
+    """The result of a finished command, or its error as one line (exit 2 for our errors)."""
     from pydantic import ValidationError
 
     from vimpac_core.errors import VimpacError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        result = args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    exc = outcome.get("error")
+    if exc is None:
+        return int(outcome.get("result") or 0)
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"vimpac {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (VimpacError, ValidationError) as exc:
+    if isinstance(exc, (VimpacError, ValidationError)):
         print(f"vimpac {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    return int(result or 0)
+    raise exc
 
 
 def _one_line(exc: Exception) -> str:

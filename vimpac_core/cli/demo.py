@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from vimpac_core import interrupts
 from vimpac_core.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
@@ -29,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=8, help="number of demo clips (default: 8)")
     p.add_argument("--seconds", type=float, default=4.0, help="duration of each clip in seconds (default: 4)")
     p.add_argument("--json", action="store_true", help="also print the full summary as JSON")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, on_interrupt=lambda args: (
+        f"the outputs so far in {args.out} are kept; run the same command again to continue (the tokenizer "
+        "resumes from its checkpoint, committed shards are skipped)"))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -46,10 +49,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     print(f"demo data: {args.videos} clips, list {videos}")
     from flows.pipeline import run_pipeline, summary_markdown
+    from flows.server import prefect_api
 
     try:
-        summary = run_pipeline(config)
+        with prefect_api():
+            summary = run_pipeline(config)
     except Exception as err:  # the flow's log above has the traceback; end with one clear line
+        if interrupts.stop_requested():
+            raise  # the user stopped it: the command's stop line says what was kept
         print(f"error: the demo pipeline failed ({type(err).__name__}: {err}); outputs so far are in {out}",
               file=sys.stderr)
         return 1

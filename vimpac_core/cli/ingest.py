@@ -56,7 +56,7 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-workers", type=int, default=2, help="concurrent shard tasks / local Dask workers")
     p.add_argument("--dask-address", help="scheduler address of an existing Dask cluster")
     p.add_argument("--task-retries", type=int, default=2, help="Prefect retries of a shard (transient errors)")
-    p.set_defaults(func=cmd_ingest)
+    p.set_defaults(func=cmd_ingest, on_interrupt=kept_shards)
 
 
 def views_from_args(args: argparse.Namespace) -> str:
@@ -85,6 +85,14 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
     )
 
 
+def kept_shards(args: argparse.Namespace) -> str:
+    """What an interrupted ingest / rerun-failed kept, and how to go on (the command's last line)."""
+    n = len(committed_shards(args.out)) if exists(args.out) else 0
+    again = "the same command" if args.command == "ingest" else f"`vimpac rerun-failed {args.out}`"
+    return (f"{n} committed shard(s) in {args.out} are kept, the shard in flight was not committed; "
+            f"run {again} again to finish")
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ShardTasksFailed, run_ingest
     from vimpac_core.ingest import get_tokenizer
@@ -94,8 +102,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise ConfigError(f"video list {config.inputs} does not exist")
     # Bad weights (or bf16 on a device without it) fail here, not in a flow.
     get_tokenizer(config.tokenizer, config.device, config.batch_size, config.precision)
+    from flows.server import prefect_api
+
     try:
-        summary = run_ingest(config)
+        with prefect_api():
+            summary = run_ingest(config)
     except ShardTasksFailed as exc:
         print(f"vimpac ingest: {exc}", file=sys.stderr)
         return 1
@@ -105,9 +116,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_rerun_failed(args: argparse.Namespace) -> int:
     from flows.ingest import ShardTasksFailed, run_rerun_failed
+    from flows.server import prefect_api
 
     try:
-        summary = run_rerun_failed(args.out, include_permanent=args.include_permanent)
+        with prefect_api():
+            summary = run_rerun_failed(args.out, include_permanent=args.include_permanent)
     except ShardTasksFailed as exc:
         print(f"vimpac rerun-failed: {exc}", file=sys.stderr)
         return 1
@@ -178,4 +191,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output folder of `vimpac ingest`")
     p.add_argument("--include-permanent", action="store_true",
                    help="retry permanent failures too (e.g. after installing a missing codec)")
-    p.set_defaults(func=cmd_rerun_failed)
+    p.set_defaults(func=cmd_rerun_failed, on_interrupt=kept_shards)

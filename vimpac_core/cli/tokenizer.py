@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "<part>.safetensors + dalle.json (with each source's sha256) into OUT.")
     conv.add_argument("sources", nargs="+", metavar="PKL", help="encoder.pkl and/or decoder.pkl (path or URL)")
     conv.add_argument("out", metavar="OUT", help="output folder (created)")
-    conv.set_defaults(func=_convert_dalle)
+    conv.set_defaults(func=_convert_dalle, on_interrupt=lambda args: (
+        f"files already converted into {args.out} are complete and kept, none is partial"))
 
     train = sub.add_parser("train-tokenizer", help="train our VQ-VAE tokenizer on frames of a video list",
                            description="Sample frames from the videos of LIST, train a VQ-VAE, checkpoint to OUT "
@@ -35,7 +36,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--root", default=None, help="folder/URL relative video paths are resolved against")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
-    train.set_defaults(func=_train_tokenizer)
+    train.set_defaults(func=_train_tokenizer, on_interrupt=_kept_checkpoint)
+
+
+def _kept_checkpoint(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    from vimpac_core.tokenizers.train import find_checkpoint
+
+    found = find_checkpoint(Path(args.out))
+    if found is None:
+        return f"no checkpoint was written yet in {args.out}; run the same command again to start over"
+    again = "" if args.resume else " with --resume"
+    return f"the checkpoint {found} is kept; run the same command{again} to continue from it"
 
 
 def _convert_dalle(args: argparse.Namespace) -> int:
@@ -48,6 +61,7 @@ def _convert_dalle(args: argparse.Namespace) -> int:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
+    from flows.server import prefect_api
     from flows.train_tokenizer import train_tokenizer_flow
     from vimpac_core.tokenizers.train import TrainConfig
     from vimpac_core.tokenizers.vqvae import VQVAEConfig
@@ -56,8 +70,9 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
                         num_res_blocks=args.num_res_blocks)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, model=model)
-    metrics = train_tokenizer_flow(video_list=args.video_list, out_dir=args.out, train=cfg,
-                                   frame_size=args.frame_size, frames_per_video=args.frames_per_video,
-                                   fps=args.fps, resume=args.resume, root=args.root)
+    with prefect_api():
+        metrics = train_tokenizer_flow(video_list=args.video_list, out_dir=args.out, train=cfg,
+                                       frame_size=args.frame_size, frames_per_video=args.frames_per_video,
+                                       fps=args.fps, resume=args.resume, root=args.root)
     print(json.dumps(metrics, indent=2))
     return 0

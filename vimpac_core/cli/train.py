@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", help="preset YAML, e.g. configs/pretrain/small.yaml")
     p.add_argument("flags", nargs=argparse.REMAINDER, help="--field-name value ... (config fields, dashes for _)")
-    p.set_defaults(func=cmd_pretrain)
+    p.set_defaults(func=cmd_pretrain, on_interrupt=_kept_checkpoints)
 
 
 def _list_fields(config_cls: type[BaseModel]) -> set[str]:
@@ -122,6 +122,15 @@ def _number(text: str) -> Any:
         return text
 
 
+def _kept_checkpoints(args: argparse.Namespace) -> str:
+    from vimpac_core.train.checkpoint import latest_checkpoint
+
+    found = [c for s in getattr(args, "stages", []) if (c := latest_checkpoint(s.checkpoint_dir)) is not None]
+    if not found:
+        return "no checkpoint was written yet; run the same command again to start over"
+    return f"the checkpoints up to {found[-1]} are kept; run the same command with --resume true to continue"
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     try:
         flags = parse_flags(args.flags)
@@ -133,6 +142,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    args.stages = stages  # for the line an interrupted run ends with
     for number, stage in enumerate(stages, start=1):
         print(f"stage {number}: output {stage.output}, {stage.nproc_per_node} rank(s), "
               f"frame {stage.model.frame_size}, {stage.epochs} epoch(s), load {stage.load}")
@@ -140,8 +150,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_flat() for s in stages], indent=1))
         return 0
     from flows.pretrain import run_pretrain
+    from flows.server import prefect_api
 
-    results = run_pretrain(stages, timeout_s=float(timeout) if timeout is not None else None)
+    with prefect_api():
+        results = run_pretrain(stages, timeout_s=float(timeout) if timeout is not None else None)
     for r in results:
         summary = {k: r.get(k) for k in ("stage", "step", "epoch", "loss", "mask_accuracy", "checkpoint")}
         print(json.dumps(summary))

@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from vimpac_core import interrupts
 from vimpac_core.errors import CheckpointError, ConfigError
 from vimpac_core.storage import complete_dir, replace_dir
 from vimpac_core.tokenizers.vqvae import VQVAE, VQVAEConfig, pixels_to_model_range
@@ -144,6 +145,11 @@ def train_vqvae(frames: np.ndarray, out_dir: str | os.PathLike, cfg: TrainConfig
     window = torch.zeros(cfg.model.codebook_size, dtype=torch.long)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-tokenizer", disable=not progress)
     for step in bar:
+        if interrupts.stop_requested():  # the user's Ctrl-C / SIGTERM: keep what was learned, then stop
+            if step > start:
+                save_checkpoint(out, model, opt, step, cfg)
+            bar.close()
+            interrupts.check_stop(f"training the tokenizer at step {step}")
         batch = data[torch.randint(0, len(data), (cfg.batch_size,))]
         if cfg.hflip:
             flip = torch.rand(len(batch)) < 0.5

@@ -1,13 +1,17 @@
 """The decoder process's side: ``python -m vimpac_core.video.decoder_process FD``.
 
 It serves one request at a time on a socket inherited as file descriptor FD (a
-``multiprocessing.connection.Connection``) and exits when the parent closes its end. Errors are
-sent back as (exception name, message); see ``worker.py`` for the parent's side.
+``multiprocessing.connection.Connection``) and exits when the parent closes its end, or, since it
+runs in a session of its own (signals to the parent's group do not reach it), as soon as the
+parent is gone even in the middle of a job. Errors are sent back as (exception name, message);
+see ``worker.py`` for the parent's side.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -60,11 +64,24 @@ def _describe(error: Exception, payload: dict) -> tuple[str, str]:
     )
 
 
+def _exit_with_parent(interval_s: float = 1.0) -> None:
+    """Daemon thread: end this process once its parent has died (it is re-parented then)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> None:
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.exit(
             "usage: python -m vimpac_core.video.decoder_process FD (started by vimpac_core.video.worker)"
         )
+    _exit_with_parent()
     _serve(Connection(int(sys.argv[1])))
 
 

@@ -12,12 +12,18 @@ Time limit: ``timeout_s`` bounds the total time the caller spends *waiting* for 
 the whole job; time the consumer spends between windows (tokenizing) is not counted.
 Back-pressure: a worker blocks on the pipe once a window is in flight, so it runs at most one
 window ahead of the consumer.
+
+Stopping: workers run in sessions of their own, so a terminal's Ctrl-C reaches the command, not
+the decoders; the caller checks ``vimpac_core.interrupts`` while it waits and raises Interrupted
+(the worker is killed). A worker that ends by SIGINT/SIGTERM/SIGHUP, or while a stop is requested,
+was stopped from outside: Interrupted, never a VideoError that would blame the video.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,10 +34,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from vimpac_core.errors import DecodeTimeoutError, VideoError
+from vimpac_core import interrupts
+from vimpac_core.errors import DecodeTimeoutError, Interrupted, VideoError
 
 MAX_IDLE_WORKERS = 4
 MAX_JOBS_PER_WORKER = 200
+POLL_S = 0.2  # how often a waiting caller looks at the stop flag
 
 
 class Worker:
@@ -50,6 +58,7 @@ class Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 env=env,
+                start_new_session=True,  # the terminal's Ctrl-C is for the command, which stops us
             )
         finally:
             child_end.close()
@@ -130,7 +139,17 @@ def shutdown_workers() -> None:
         _discard(worker)
 
 
+def _kill_all_now() -> None:
+    """Hard stop: SIGKILL every live worker, idle or busy (the process is about to exit)."""
+    for pid in live_worker_pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 atexit.register(shutdown_workers)
+interrupts.on_hard_stop(_kill_all_now)
 
 _ERRORS = {"VideoError": VideoError, "ValueError": ValueError}
 
@@ -141,6 +160,7 @@ def stream_worker(kind: str, payload: dict, *, timeout_s: float | None, what: st
     Raises:
         DecodeTimeoutError: waiting for the worker took longer than ``timeout_s`` in total.
         VideoError: the video is bad, or the worker died (e.g. the decoder crashed).
+        Interrupted: a stop was requested, or the worker was killed by SIGINT/SIGTERM/SIGHUP.
         ValueError: the request itself was invalid.
     """
     if timeout_s is not None and timeout_s <= 0:
@@ -151,17 +171,10 @@ def stream_worker(kind: str, payload: dict, *, timeout_s: float | None, what: st
     try:
         worker.conn.send((kind, payload))
         while True:
-            left = None if timeout_s is None else max(timeout_s - waited, 0.0)
-            start = time.monotonic()
             try:
-                ready = worker.conn.poll(left)
-                message = worker.conn.recv() if ready else None
+                waited, message = _next_message(worker, timeout_s, waited, what)
             except (EOFError, OSError):
-                code = worker.exit_code(wait_s=5.0)
-                raise VideoError(
-                    f"{what}: the decoder process died (exit code {code}); the file likely crashes FFmpeg"
-                ) from None
-            waited += time.monotonic() - start
+                raise _death(worker, what) from None
             if message is None:
                 raise DecodeTimeoutError(f"{what}: no result within {timeout_s} s; the decoder was killed")
             tag, body = message
@@ -182,6 +195,39 @@ def stream_worker(kind: str, payload: dict, *, timeout_s: float | None, what: st
             _release(worker)
         else:
             _discard(worker)
+
+
+def _next_message(worker: Worker, timeout_s: float | None, waited: float, what: str) -> tuple[float, Any]:
+    """(time waited so far, the next message or None on timeout); polls in ``POLL_S`` slices so
+    that a stop request is seen within one slice (raises Interrupted)."""
+    while True:
+        interrupts.check_stop(what)
+        left = None if timeout_s is None else max(timeout_s - waited, 0.0)
+        step = POLL_S if left is None else min(POLL_S, left)
+        start = time.monotonic()
+        ready = worker.conn.poll(step)
+        waited += time.monotonic() - start
+        if ready:
+            return waited, worker.conn.recv()
+        if left is not None and waited >= timeout_s:
+            return waited, None
+
+
+def _death(worker: Worker, what: str) -> Exception:
+    """The error for a worker whose pipe closed: stopped from outside, or crashed on the file."""
+    code = worker.exit_code(wait_s=5.0)
+    if interrupts.stop_requested() or (code is not None and -code in interrupts.STOP_SIGNALS):
+        return Interrupted(f"{what}: the decoder process was stopped ({_ended(code)}); the video was not judged")
+    return VideoError(f"{what}: the decoder process died ({_ended(code)}); the file likely crashes FFmpeg")
+
+
+def _ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def call_worker(kind: str, payload: dict, *, timeout_s: float | None, what: str) -> Any:

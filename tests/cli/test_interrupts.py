@@ -1,0 +1,132 @@
+"""Ctrl-C and SIGTERM during `vimpac ingest`, as a terminal delivers them: to the whole process
+group of a real CLI process that started its own temporary Prefect server.
+
+Before the fix the server died with the command, which then spun on connection errors, and the
+video whose decoder the signal killed was committed as a permanent failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from .conftest import cli_env, clip_list, last_line, short_clips, vimpac
+
+pytestmark = pytest.mark.slow
+STOPPED = re.compile(r"^vimpac ingest: stopped by (Ctrl-C \(SIGINT\)|SIGTERM); (\d+) committed shard\(s\) in (\S+) "
+                     r"are kept, the shard in flight was not committed; run the same command again to finish$")
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("short")
+    clips_ = short_clips(folder / "clips", 15)
+    from .conftest import make_vqvae
+
+    return clip_list(folder / "list.csv", clips_), make_vqvae(folder / "tok")
+
+
+def _ingest_args(lst: Path, out: Path, tokenizer: str) -> list[str]:
+    return ["ingest", str(lst), "--out", str(out), "--fps", "16", "--frame-size", "64", "--tokenizer", tokenizer,
+            "--shard-size", "3", "--max-workers", "1", "--batch-size", "16"]
+
+
+def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    """The CLI in a session of its own, with no Prefect API configured: it starts a temporary server."""
+    env = cli_env()
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "vimpac_core.cli", *args], start_new_session=True, env=env,
+                            stdout=open(tmp_path / "stdout", "w"), stderr=open(tmp_path / "stderr", "w"))
+
+
+def _wait_for_first_commit(proc: subprocess.Popen, out: Path, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (out / "manifest").is_dir() or not list((out / "manifest").glob("*.parquet")):
+        assert proc.poll() is None, f"ingest ended early: {proc.returncode}"
+        assert time.monotonic() < deadline, "no shard committed in time"
+        time.sleep(0.05)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _all_gone(procs: list[psutil.Process], timeout_s: float = 15) -> list[int]:
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    return [p.pid for p in alive]
+
+
+def _manifests(out: Path) -> dict[str, list[dict]]:
+    return {p.stem: pq.read_table(p).to_pylist() for p in sorted((out / "manifest").glob("*.parquet"))}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signal_mid_ingest_keeps_committed_shards_and_a_rerun_completes(sig, tmp_path, clip_folder,
+                                                                        prefect_server):
+    lst, tokenizer = clip_folder
+    out = tmp_path / "out"
+    args = _ingest_args(lst, out, tokenizer)
+    proc = _start(args, tmp_path)
+    try:
+        _wait_for_first_commit(proc, out)
+        helpers = _descendants(proc.pid)  # the temporary server and the decoder workers
+        os.killpg(proc.pid, sig)  # what a terminal's Ctrl-C does: the whole foreground group
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = (tmp_path / "stderr").read_text()
+    assert code == 128 + sig, stderr[-3000:]
+    match = STOPPED.match(last_line(stderr))
+    assert match, last_line(stderr)
+    assert sum(bool(STOPPED.match(line)) for line in stderr.splitlines()) == 1
+    assert "Traceback" not in stderr and "ERROR" not in stderr, stderr[-3000:]
+    assert not _all_gone(helpers), "a helper process outlived the command"
+
+    kept = _manifests(out)
+    assert int(match.group(2)) == len(kept) >= 1
+    assert all(row["status"] == "ok" for rows in kept.values() for row in rows)  # no video blamed for the signal
+    committed = set(kept)
+    assert {p.stem for p in (out / "shards").glob("*.parquet")} >= committed
+
+    rerun = vimpac(*args)  # the same command, as the line says
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    done = _manifests(out)
+    assert len(done) == 5 and all(row["status"] == "ok" for rows in done.values() for row in rows)
+    for name in committed:  # kept as they were: not redone
+        assert [r["attempts"] for r in done[name]] == [1, 1, 1]
+    ids = [v for p in sorted((out / "shards").glob("*.parquet")) for v in pq.read_table(p).column("video_id").to_pylist()]
+    assert sorted(ids) == sorted(f"c{i:02d}" for i in range(15))  # every good video exactly once
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path, clip_folder):
+    lst, tokenizer = clip_folder
+    out = tmp_path / "out"
+    proc = _start(_ingest_args(lst, out, tokenizer), tmp_path)
+    try:
+        _wait_for_first_commit(proc, out)
+        helpers = _descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)  # two signals at once would be delivered as one
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code == 130
+    assert not _all_gone(helpers), "a helper process outlived the command"
+    assert all(row["status"] == "ok" for rows in _manifests(out).values() for row in rows)

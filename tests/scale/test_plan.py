@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -95,3 +97,24 @@ def test_calibration_measures_real_rates(tmp_path, capsys):
     assert rates.decode_frames_per_s > 0 and rates.zstd_ratio > 0
     assert min(rates.train_tokens_per_s.values()) > 0
     assert "bottleneck: " in capsys.readouterr().out
+
+
+def test_workload_of_a_video_list_probes_its_videos(tmp_path, capsys):
+    from tests.ingest.conftest import make_clips, write_csv
+    from vimpac_core.plan.calibrate import workload_from_list
+
+    clips = make_clips(tmp_path / "clips", 3)  # 10 frames at 10 fps: 1 s each
+    lst = write_csv(tmp_path / "l.csv", [{"uri": str(c)} for c in clips])
+    work = workload_from_list(str(lst), fps=2, views=1)
+    assert work.videos == 3 and work.mean_duration_s == pytest.approx(1.0, abs=0.05)
+    path = tmp_path / "rates.yaml"
+    path.write_text(yaml.safe_dump({**RATES, "tokenize_frames_per_s": {32: 400, 64: 100},
+                                    "train_tokens_per_s": {"stage1": 1000, "stage2": 500}}))
+    assert main(["plan", "configs/pretrain/tiny.yaml", "--list", str(lst), "--rates", str(path), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("videos: 3 x 1 s at 2 fps")
+    plan = json.loads(out.split("\n", 1)[1])
+    assert [s["stage"] for s in plan["stages"]][-2:] == ["stage1", "stage2"]
+    remote = write_csv(tmp_path / "r.csv", [{"uri": "http://example.com/a.mp4"}])
+    with pytest.raises(ConfigError, match="is not a local file"):
+        workload_from_list(str(remote), fps=2, views=1)

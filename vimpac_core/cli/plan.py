@@ -72,17 +72,13 @@ def _workload(args: argparse.Namespace, frame_size: int):
     return Workload(args.videos, args.mean_duration, args.fps, views)
 
 
-def _stages(args: argparse.Namespace, videos: int) -> list:
+def _stages(args: argparse.Namespace, videos: int, configs: list) -> list:
     """(plan stage, model config) of every pre-training stage and the fine-tuning one."""
     from vimpac_core.plan import TrainStage
     from vimpac_core.plan.calibrate import count_parameters
-    from vimpac_core.train.config import parse_stages
 
-    overrides = {} if args.epochs is None else {"epochs": args.epochs}
-    if args.stage2_epochs is not None:
-        overrides["stage2.epochs"] = args.stage2_epochs
     out = []
-    for number, stage in enumerate(parse_stages(args.preset, overrides), start=1):
+    for number, stage in enumerate(configs, start=1):
         m = stage.model
         out.append((TrainStage(f"stage{number}", m.frame_size, m.clip_len, stage.epochs, videos,
                                count_parameters(m), keep_checkpoints=stage.keep_checkpoints,
@@ -96,6 +92,15 @@ def _stages(args: argparse.Namespace, videos: int) -> list:
                                count_parameters(m, classification=True), clips_per_video=1,
                                downsample=m.downsample), m))
     return out
+
+
+def _preset_stages(args: argparse.Namespace) -> list:
+    from vimpac_core.train.config import parse_stages
+
+    overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.stage2_epochs is not None:
+        overrides["stage2.epochs"] = args.stage2_epochs
+    return parse_stages(args.preset, overrides)
 
 
 def _rates(args: argparse.Namespace, stages: list, fps: float):
@@ -126,9 +131,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if min(args.nodes, args.gpus_per_node, args.decode_workers_per_node) < 1:
         raise ConfigError("nodes, gpus-per-node and decode-workers-per-node must be >= 1")
-    first_size = _stages_preview_size(args.preset)
-    work = _workload(args, first_size)
-    stages = _stages(args, work.videos)
+    configs = _preset_stages(args)
+    work = _workload(args, configs[0].model.frame_size)  # a view set's size depends on the frame size
+    stages = _stages(args, work.videos, configs)
     rates = _rates(args, stages, work.fps)
     if args.save_rates:
         Path(args.save_rates).write_text(yaml.safe_dump(rates.model_dump(), sort_keys=False))
@@ -140,9 +145,3 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(json.dumps(plan_dict(plan), indent=1) if args.json else format_plan(plan, cluster))
     return 0
 
-
-def _stages_preview_size(preset: str) -> int:
-    """Stage 1's frame size (the view count of a view set depends on it)."""
-    from vimpac_core.train.config import parse_stages
-
-    return parse_stages(preset)[0].model.frame_size

@@ -9,8 +9,7 @@ weights). Runs are interleaved (ours, package, ours, ...) so load from other pro
 alike; figures are medians over repeats. The default path's codes must equal the package's (the
 run fails otherwise). A roofline figure puts the speed in context: the encoder's multiply-adds
 per frame, the GFLOP/s each path reaches, and this core's fp32 matrix-multiply peak (a large
-sgemm) in the same run. Where a CUDA device exists, also the share of codes that bf16 autocast
-keeps equal to fp32.
+sgemm) in the same run. bf16 against fp32 (speed, code agreement): ``bench_precision.py``.
 
     python -m bench.bench_tokenizer [--smoke]
 """
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from vimpac_core.tokenizers import VQVAE, VQVAEConfig, VQVAETokenizer
-from vimpac_core.tokenizers.dalle import DalleEncoder, frames_to_encoder_input
+from vimpac_core.tokenizers.dalle import DalleEncoder
 from vimpac_core.tokenizers.dalle_io import DalleTokenizer
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -139,22 +138,6 @@ def bench_vqvae(size: int, n_frames: int, repeats: int) -> dict:
             "frame_size": size, "frames": n_frames, "frames_per_s": round(statistics.median(fps), 2)}
 
 
-def bf16_agreement(n_hid: int, vocab: int, size: int, n_frames: int) -> dict:
-    """On a GPU: share of codes equal between fp32 and bf16 autocast (same weights, frames)."""
-    if not torch.cuda.is_available():
-        return {"skipped": "no CUDA device on this machine"}
-    torch.manual_seed(0)
-    enc = DalleEncoder(n_hid=n_hid, vocab_size=vocab).cuda().eval()
-    frames = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (n_frames, size, size, 3), dtype=np.uint8))
-    x = frames_to_encoder_input(frames.cuda().permute(0, 3, 1, 2).float())
-    with torch.inference_mode():
-        fp32 = enc(x).argmax(1)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            bf16 = enc(x).argmax(1)
-    return {"frames": n_frames, "frame_size": size, "agreement_pct": round(100 * float((fp32 == bf16).float().mean()), 3),
-            "device": torch.cuda.get_device_name()}
-
-
 def main(smoke: bool = False, threads: int = 1) -> dict:
     """Figures as a dict; also written to bench/out/tokenizer[.smoke].json by the CLI.
 
@@ -168,17 +151,14 @@ def main(smoke: bool = False, threads: int = 1) -> dict:
         if smoke:
             dalle = bench_dalle(n_hid=32, vocab=512, size=32, n_frames=2, repeats=3)
             vqvae = bench_vqvae(size=64, n_frames=16, repeats=3)
-            bf16 = bf16_agreement(n_hid=32, vocab=512, size=64, n_frames=4)
         else:
             dalle = {f"{size}px": bench_dalle(n_hid=256, vocab=8192, size=size, n_frames=4, repeats=3)
                      for size in (64, 128)}
             vqvae = bench_vqvae(size=128, n_frames=128, repeats=5)
-            bf16 = bf16_agreement(n_hid=256, vocab=8192, size=128, n_frames=64)
     finally:
         torch.set_num_threads(previous)
     return {"device": "cpu", "dtype": "fp32", "torch_threads": threads, "sgemm_peak_gflop_per_s": round(peak, 1),
-            "dalle_encoder": dalle, "vqvae_encode": vqvae,
-            "gpu_bf16_vs_fp32_codes": bf16}
+            "dalle_encoder": dalle, "vqvae_encode": vqvae}
 
 
 if __name__ == "__main__":

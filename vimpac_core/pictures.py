@@ -62,10 +62,14 @@ def _chart(title: str, series: dict[str, list[tuple[int, float]]]) -> Image.Imag
     return image
 
 
-def training_curves(runs: dict[str, str | Path], path: str | Path, tags: tuple[str, ...]) -> Path | None:
-    """A grid of charts, one per tag in ``tags``, each with one line per run of ``runs``
-    (name -> TensorBoard folder). Tags no run logged are left out; None when nothing was logged."""
+def training_curves(runs: dict[str, str | Path], path: str | Path, tags: tuple[str, ...] | None = None,
+                    max_charts: int = 9) -> Path | None:
+    """A grid of charts, one per tag in ``tags`` (None: every tag logged, sorted, at most
+    ``max_charts``), each with one line per run of ``runs`` (name -> TensorBoard folder). Tags no run
+    logged are left out; None when nothing was logged."""
     scalars = {name: read_scalars(folder) for name, folder in runs.items() if Path(folder).is_dir()}
+    if tags is None:
+        tags = tuple(sorted({tag for values in scalars.values() for tag in values}))[:max_charts]
     charts = []
     for tag in tags:
         series = {name: values[tag] for name, values in scalars.items() if tag in values}
@@ -109,6 +113,17 @@ def masked_prediction_rows(tokenizer, codes: np.ndarray, masked: np.ndarray, pre
             for frames in (original, greyed, prediction)]
     band = np.full((2, rows[0].shape[1], 3), 255, dtype=np.uint8)
     return np.concatenate([rows[0], band, rows[1], band, rows[2]], axis=0)
+
+
+def first_clip(data: str, clip_len: int, frame_rate: int, pad_id: int) -> np.ndarray:
+    """The first clip (from frame 0) of the first video in a token shard folder: int64 [clip_len, h, w]."""
+    from vimpac_core.data.sampling import take_clip
+    from vimpac_core.shards.reader import RowGroupCache, ShardIndex
+
+    index = ShardIndex.build(data)
+    entry = index.videos[0]
+    ref = entry.views[sorted(entry.views)[0]]
+    return take_clip(RowGroupCache(index, 1).grid(ref), 0, clip_len, frame_rate, pad_id)
 
 
 def masked_prediction_picture(checkpoint: str | Path, tokenizer_spec: str, codes: np.ndarray, path: str | Path, *,

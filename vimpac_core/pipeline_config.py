@@ -1,6 +1,7 @@
 """PipelineConfig: the whole DAG's settings, one pydantic model composed of the stages' own configs.
 
     [train-tokenizer] -> ingest (once per frame size the pre-training stages need) -> pretrain
+        -> per fine-tune task: ingest its labelled list -> fine-tune + evaluate (or a sweep)
 
 A YAML file (configs/demo.yaml) holds the parts that do not depend on where the data is:
 ``tokenizer`` (a spec, or absent to train our VQ-VAE), ``train_tokenizer``, ``ingest`` (IngestConfig
@@ -11,6 +12,10 @@ from the command line. Output layout under ``out`` (local folders; ingest accept
     out/tokenizer/            train-tokenizer output (checkpoint/, tokenizer/, metrics.json)
     out/tokens<S>/            ingest output at frame size S (shards/, manifest/, ...)
     out/pretrain/stage<i>/    pre-training stage i (checkpoints/final, ...); out/pretrain with one stage
+    out/tasks/<name>/tokens<S>/   a fine-tune task's labelled videos as token shards
+    out/tasks/<name>/finetune/    fine-tuning from the last pre-training stage (+ eval/)
+    out/tasks/<name>/scratch/     the same fine-tuning from random weights (``compare_scratch``)
+    out/tasks/<name>/sweep/       a sweep's runs and results table (a task with ``sweep``)
 
 Re-running with the same config on the same ``out`` resumes (the tokenizer continues from its
 checkpoint, committed shards are reused); a changed tokenizer or ingest setting needs a new ``out``
@@ -32,6 +37,7 @@ from vimpac_core.tokenizers.base import parse_tokenizer_spec
 from vimpac_core.tokenizers.train import TrainConfig
 from vimpac_core.tokenizers.vqvae import VQVAEConfig
 from vimpac_core.train.config import PretrainConfig, load_yaml
+from vimpac_core.train.finetune_config import FinetuneConfig
 
 # Ingest fields the pipeline sets itself.
 PIPELINE_INGEST_FIELDS = ("inputs", "out", "tokenizer", "frame_size", "root")
@@ -76,6 +82,49 @@ class TokenizerTrainSettings(BaseModel):
         return self.train_config().model.codebook_size
 
 
+# FinetuneConfig fields the pipeline sets for a task (the data it ingested, where to write, what to load).
+PIPELINE_FINETUNE_FIELDS = ("data", "test_data", "output", "load")
+TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class FinetuneTask(BaseModel):
+    """One downstream task: its labelled video list, how to ingest it, and the fine-tuning settings.
+
+    Attributes:
+        name: folder name under ``out/tasks/``.
+        videos: the labelled video list (with a ``split`` column: ``train`` and ``test`` by default).
+        root: folder the list's relative uris resolve against (default: the list's folder).
+        ingest: IngestConfig fields for this task's ingest (default views: ``finetune``, whose 12
+            views include the 3 test crops); frame_size comes from ``config`` (or the last stage's).
+        config: flat FinetuneConfig fields (model fields mixed in), except data/test_data/output/load.
+        sweep: a sweep grid file (see ``vimpac sweep``) run over the pre-trained checkpoint instead of
+            one fine-tuning; ``config`` is then the base every grid point starts from.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=TASK_NAME)
+    videos: str
+    root: str | None = None
+    ingest: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    sweep: str | None = None
+
+    @field_validator("ingest")
+    @classmethod
+    def _valid_task_ingest(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_ingest_overrides(value, "finetune[].ingest")
+
+    @field_validator("config")
+    @classmethod
+    def _valid_task_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(value) & set(PIPELINE_FINETUNE_FIELDS))
+        if taken:
+            raise ValueError(f"finetune[].config: {taken} are set by the pipeline (the task's ingest output, "
+                             "OUT/tasks/<name>/..., and the last pre-training stage's final checkpoint)")
+        return value
+
+
 class PipelineConfig(BaseModel):
     """The whole pipeline. ``tokenizer`` None means: train our VQ-VAE into ``out/tokenizer`` first."""
 
@@ -88,6 +137,8 @@ class PipelineConfig(BaseModel):
     train_tokenizer: TokenizerTrainSettings = Field(default_factory=TokenizerTrainSettings)
     ingest: dict[str, Any] = Field(default_factory=dict)
     pretrain: dict[str, Any]
+    finetune: list[FinetuneTask] = Field(default_factory=list)
+    compare_scratch: bool = False
     timeout_s: float | None = Field(None, gt=0)
 
     @field_validator("tokenizer")
@@ -100,12 +151,15 @@ class PipelineConfig(BaseModel):
     @field_validator("ingest")
     @classmethod
     def _valid_ingest(cls, value: dict[str, Any]) -> dict[str, Any]:
-        taken = sorted(set(value) & set(PIPELINE_INGEST_FIELDS))
-        if taken:
-            raise ValueError(f"ingest: {taken} are set by the pipeline (use videos/out/root/tokenizer/pretrain)")
-        unknown = sorted(set(value) - set(IngestConfig.model_fields))
-        if unknown:
-            raise ValueError(f"ingest: unknown field(s) {unknown}")
+        return _check_ingest_overrides(value, "ingest")
+
+    @field_validator("finetune")
+    @classmethod
+    def _unique_tasks(cls, value: list[FinetuneTask]) -> list[FinetuneTask]:
+        names = [t.name for t in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"finetune: task names must be unique, {twice} appear more than once")
         return value
 
     @field_validator("pretrain")
@@ -119,6 +173,14 @@ class PipelineConfig(BaseModel):
                 raise ValueError(f"pretrain.{key} is set by the pipeline (data: the ingest output at the stage's "
                                  "frame size; output: OUT/pretrain[/stage<i>])")
         return value
+
+    def check(self) -> None:
+        """Build every stage's config once, so a bad value fails before any work (ConfigError)."""
+        self.pretrain_stages()
+        for task in self.finetune:
+            self.finetune_config(task)
+            if self.compare_scratch:
+                self.finetune_config(task, scratch=True)
 
     # ---- derived settings (pure functions of the config) ----
     def out_path(self, *parts: str) -> str:
@@ -169,21 +231,73 @@ class PipelineConfig(BaseModel):
             stages.append(PretrainConfig.from_flat(stage))
         return stages
 
+    # ---- fine-tune tasks ----
+    def task_path(self, task: FinetuneTask, *parts: str) -> str:
+        return self.out_path("tasks", task.name, *parts)
+
+    def task_frame_size(self, task: FinetuneTask) -> int:
+        """The task's frame size: its config's, else the last pre-training stage's."""
+        return int(task.config.get("frame_size", _frame_size(self._stage_flats()[-1])))
+
+    def task_ingest_config(self, task: FinetuneTask, tokenizer: str) -> IngestConfig:
+        """The ingest of the task's labelled list (views ``finetune`` unless the task says otherwise)."""
+        size = self.task_frame_size(task)
+        settings = {**{k: v for k, v in self.ingest.items() if k != "views"}, "views": "finetune", **task.ingest}
+        try:
+            return IngestConfig(**settings, inputs=task.videos, out=self.task_path(task, f"tokens{size}"),
+                                root=task.root, tokenizer=tokenizer, frame_size=size)
+        except ValidationError as err:
+            raise ConfigError(f"finetune task {task.name!r} ingest: {err}") from None
+
+    def finetune_config(self, task: FinetuneTask, *, scratch: bool = False) -> FinetuneConfig:
+        """The task's FinetuneConfig: from the last stage's final checkpoint, or (``scratch``) the same
+        run from random weights with the pre-trained model's architecture and vocabulary."""
+        last = self.pretrain_stages()[-1]
+        flat = {"split": "train", "test_split": "test", **task.config}
+        data = self.task_path(task, f"tokens{self.task_frame_size(task)}")
+        flat.update(data=data, test_data=data)
+        if scratch:
+            arch = last.model.model_dump(exclude={"num_labels", "clip_len", "frame_size", "dropout", "last_dropout"})
+            flat = {**arch, **flat, "output": self.task_path(task, "scratch")}
+            flat.setdefault("clip_len", last.model.clip_len)
+        else:
+            flat.update(output=self.task_path(task, "finetune"), load=str(Path(last.checkpoint_dir) / "final"))
+            if "clip_len" not in flat:
+                flat["clip_len"] = last.model.clip_len
+        flat.setdefault("frame_size", self.task_frame_size(task))
+        try:
+            return FinetuneConfig.from_flat(flat)
+        except ConfigError as err:
+            raise ConfigError(f"finetune task {task.name!r}: {err}") from None
+
+
+def _check_ingest_overrides(value: dict[str, Any], where: str) -> dict[str, Any]:
+    taken = sorted(set(value) & set(PIPELINE_INGEST_FIELDS))
+    if taken:
+        raise ValueError(f"{where}: {taken} are set by the pipeline (use videos/out/root/tokenizer/pretrain)")
+    unknown = sorted(set(value) - set(IngestConfig.model_fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}")
+    return value
+
 
 def _frame_size(flat: dict[str, Any]) -> int:
     return int(flat.get("frame_size", VimpacConfig.model_fields["frame_size"].default))
 
 
-def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
-    """A PipelineConfig from YAML; ``overrides`` (e.g. videos=..., out=...) replace top-level keys.
+def load_pipeline_config(path: str | Path, *, task_videos: str | None = None, **overrides: Any) -> PipelineConfig:
+    """A PipelineConfig from YAML; ``overrides`` (e.g. videos=..., out=...) replace top-level keys and
+    ``task_videos`` replaces the video list of every fine-tune task.
 
     Raises ConfigError naming the file and the field when the file or a value is invalid.
     """
     data = load_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if task_videos is not None and isinstance(data.get("finetune"), list):
+        data["finetune"] = [{**t, "videos": task_videos} if isinstance(t, dict) else t for t in data["finetune"]]
     try:
         config = PipelineConfig(**data)
-        config.pretrain_stages()  # every stage checked before any work
+        config.check()
     except ValidationError as err:
         raise ConfigError(f"pipeline config {str(path)!r}: {err}") from None
     except ConfigError as err:

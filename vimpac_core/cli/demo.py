@@ -1,10 +1,12 @@
 """`vimpac demo [--out demo_out]`: the whole pipeline on the built-in demo dataset, on CPU.
 
-Writes 8 tiny labelled synthetic clips and their list to OUT/data, then runs the ``pipeline``
-flow with configs/demo.yaml: train a tiny VQ-VAE (OUT/tokenizer), ingest at frame 32 and 64
-(OUT/tokens32, OUT/tokens64), pre-train stage 1 on 2 ranks then stage 2 at frame 64
-(OUT/pretrain/stage1, OUT/pretrain/stage2). Without PREFECT_API_URL, Prefect starts a temporary
-local server for the run. Prints where the outputs are and their metrics.
+Writes the demo clips to OUT/data (an unlabelled pool, and a labelled grow-or-shrink task whose
+classes differ only in time order, see vimpac_core/demo.py), then runs the ``pipeline`` flow with
+configs/demo.yaml: train a tiny VQ-VAE (OUT/tokenizer), ingest the pool (OUT/tokens32), pre-train
+on it with 2 ranks (OUT/pretrain), ingest the task (OUT/tasks/grow-or-shrink/tokens32), fine-tune
+and test it from the pre-trained weights (.../finetune) and from random weights (.../scratch).
+Without PREFECT_API_URL, Prefect starts a temporary local server for the run. Prints the outputs,
+both test scores and the pre-training gain; pictures go to OUT/reports.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline YAML (default: configs/demo.yaml)")
-    p.add_argument("--videos", type=int, default=8, help="number of demo clips (default: 8)")
-    p.add_argument("--seconds", type=float, default=4.0, help="duration of each clip in seconds (default: 4)")
+    p.add_argument("--pool", type=int, default=192, help="unlabelled pre-training clips (default: 192)")
+    p.add_argument("--train", type=int, default=32, help="labelled training clips of the task (default: 32)")
+    p.add_argument("--test", type=int, default=64, help="labelled test clips of the task (default: 64)")
     p.add_argument("--json", action="store_true", help="also print the full summary as JSON")
     p.set_defaults(func=cmd_demo, on_interrupt=lambda args: (
         f"the outputs so far in {args.out} are kept; run the same command again to continue (the tokenizer "
@@ -42,12 +45,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     started = time.monotonic()
     try:
-        videos = make_demo_dataset(out / "data", videos=args.videos, seconds=args.seconds)
-        config = load_pipeline_config(args.config, videos=str(videos), out=str(out))
+        pool, task = make_demo_dataset(out / "data", pool=args.pool, train=args.train, test=args.test)
+        config = load_pipeline_config(args.config, videos=str(pool), out=str(out), task_videos=str(task))
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"demo data: {args.videos} clips, list {videos}")
+    print(f"demo data: {args.pool} unlabelled clips ({pool}), {args.train} + {args.test} labelled ({task})")
     from flows.pipeline import run_pipeline, summary_markdown
     from flows.server import prefect_api
 

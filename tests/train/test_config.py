@@ -118,3 +118,14 @@ def test_remote_output_or_load_fails_naming_the_field():
     assert PretrainConfig.from_flat({"data": "s3://b/tokens", "output": "file:///runs/x"}).output == "/runs/x"
     with pytest.raises(ConfigError, match="output: 's3://b/x/stage1'"):
         parse_stages(PRESETS / "large.yaml", {"output": "s3://b/x"})
+
+
+def test_pretrain_presets_read_consecutive_2fps_token_frames():
+    """The release pre-trains on 2-fps tokens read with stride 1 (FINETUNE.md: no --frame-rate)."""
+    from pathlib import Path
+
+    import yaml
+
+    presets = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
+    for name in ("small", "large", "large_frame256cont"):
+        assert yaml.safe_load((presets / f"{name}.yaml").read_text())["frame_rate"] == 1, name

@@ -24,6 +24,7 @@ from flows.train_tokenizer import train_tokenizer_flow
 from tasks.report import draw_pipeline_pictures
 from vimpac_core.pipeline_config import FinetuneTask, PipelineConfig
 from vimpac_core.pipeline_state import finished_finetune, finished_stage, finished_tokenizer
+from vimpac_core.train.resolve import resolve_finetune
 
 TOKENIZER_METRICS = ("tokenizer_id", "tokenizer_spec", "psnr_db", "psnr_gain_db", "codebook_usage",
                      "perplexity_held_out")
@@ -101,12 +102,12 @@ def _task(config: PipelineConfig, task: FinetuneTask, spec: str, skipped: list[s
     if config.compare_scratch:
         variants["scratch"] = config.finetune_config(task, scratch=True)
     for name, cfg in variants.items():
-        result = finished_finetune(cfg.output, cfg.to_flat())
+        flat = resolve_finetune(cfg).to_flat()  # architecture and vocabulary from the now written checkpoint
+        result = finished_finetune(cfg.output, flat)
         if result is not None:
             skipped.append(f"{task.name}/{name}")
         else:
-            result = finetune.with_options(flow_run_name=f"{task.name}-{name}")(config=cfg.to_flat(),
-                                                                              timeout_s=config.timeout_s)
+            result = finetune.with_options(flow_run_name=f"{task.name}-{name}")(config=flat, timeout_s=config.timeout_s)
         out[name] = _finetune_summary(result)
     return out
 

@@ -177,7 +177,11 @@ class PipelineConfig(BaseModel):
     def check(self) -> None:
         """Build every stage's config once, so a bad value fails before any work (ConfigError)."""
         self.pretrain_stages()
+        spec = self.tokenizer or f"vqvae:{self.tokenizer_dir}/tokenizer"  # the trained one's path
+        for size in self.frame_sizes():
+            self.ingest_config(size, spec)
         for task in self.finetune:
+            self.task_ingest_config(task, spec)
             self.finetune_config(task)
             if self.compare_scratch:
                 self.finetune_config(task, scratch=True)

@@ -85,6 +85,7 @@ class TokenizerTrainSettings(BaseModel):
 # FinetuneConfig fields the pipeline sets for a task (the data it ingested, where to write, what to load).
 PIPELINE_FINETUNE_FIELDS = ("data", "test_data", "output", "load")
 TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SWEEP_KEYS = {"grid", "max_parallel", "timeout_s"}
 
 
 class FinetuneTask(BaseModel):
@@ -97,8 +98,10 @@ class FinetuneTask(BaseModel):
         ingest: IngestConfig fields for this task's ingest (default views: ``finetune``, whose 12
             views include the 3 test crops); frame_size comes from ``config`` (or the last stage's).
         config: flat FinetuneConfig fields (model fields mixed in), except data/test_data/output/load.
-        sweep: a sweep grid file (see ``vimpac sweep``) run over the pre-trained checkpoint instead of
-            one fine-tuning; ``config`` is then the base every grid point starts from.
+        sweep: run a sweep over the pre-trained checkpoint instead of one fine-tuning: a mapping with
+            ``grid`` (fine-tune field -> list of values, as in a ``vimpac sweep`` file) and optionally
+            ``max_parallel``; ``config`` is the base every grid point starts from. Runs already done
+            for the same checkpoint and config are skipped by the sweep itself.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,12 +111,22 @@ class FinetuneTask(BaseModel):
     root: str | None = None
     ingest: dict[str, Any] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
-    sweep: str | None = None
+    sweep: dict[str, Any] | None = None
 
     @field_validator("ingest")
     @classmethod
     def _valid_task_ingest(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _check_ingest_overrides(value, "finetune[].ingest")
+
+    @field_validator("sweep")
+    @classmethod
+    def _valid_sweep(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            unknown = sorted(set(value) - SWEEP_KEYS)
+            if unknown or not isinstance(value.get("grid"), dict):
+                raise ValueError(f"finetune[].sweep: a mapping with a 'grid' of field -> values and optional "
+                                 f"{sorted(SWEEP_KEYS - {'grid'})}; got keys {sorted(value)}")
+        return value
 
     @field_validator("config")
     @classmethod
@@ -174,6 +187,21 @@ class PipelineConfig(BaseModel):
                                  "frame size; output: OUT/pretrain[/stage<i>])")
         return value
 
+    def sweep_mapping(self, task: FinetuneTask) -> dict[str, Any]:
+        """The ``vimpac sweep`` mapping of a task with ``sweep``: its grid over the task's config, from
+        the last stage's final checkpoint, results under ``out/tasks/<name>/sweep``."""
+        if task.sweep is None:
+            raise ConfigError(f"finetune task {task.name!r} has no sweep")
+        base = {k: v for k, v in self.finetune_config(task).to_flat().items() if k in self._task_fields(task)}
+        return {"name": f"{task.name}-sweep", "output": self.task_path(task, "sweep"),
+                "checkpoint": str(Path(self.pretrain_stages()[-1].checkpoint_dir) / "final"),
+                **{k: v for k, v in task.sweep.items() if k != "grid"}, "base": base, "grid": task.sweep["grid"],
+                "tasks": {task.name: {}}}
+
+    def _task_fields(self, task: FinetuneTask) -> set[str]:
+        """The fields a task's fine-tuning sets itself (its config, data, splits, clip shape)."""
+        return {*task.config, "data", "test_data", "split", "test_split", "clip_len", "frame_size"}
+
     def check(self) -> None:
         """Build every stage's config once, so a bad value fails before any work (ConfigError)."""
         self.pretrain_stages()
@@ -183,6 +211,10 @@ class PipelineConfig(BaseModel):
         for task in self.finetune:
             self.task_ingest_config(task, spec)
             self.finetune_config(task)
+            if task.sweep is not None:
+                from vimpac_core.sweep import SweepConfig
+
+                SweepConfig(**self.sweep_mapping(task))
             if self.compare_scratch:
                 self.finetune_config(task, scratch=True)
 

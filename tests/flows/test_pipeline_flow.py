@@ -154,3 +154,22 @@ def test_vimpac_demo_end_to_end_pretraining_beats_scratch(prefect_server, tmp_pa
     assert json.loads((out / "tasks" / "grow-or-shrink" / "tokens32" / "classes.json").read_text())["classes"] == [
         "grow", "shrink"]
     assert all(Path(p).is_file() for p in summary["pictures"].values()) and len(summary["pictures"]) >= 5
+
+
+def test_a_sweep_task_becomes_a_sweep_over_the_last_stage_checkpoint(tmp_path):
+    from vimpac_core.sweep import load_sweep
+
+    task = {"name": "t", "videos": "t.csv", "config": {"epochs": 2, "lr": 1e-3},
+            "sweep": {"grid": {"lr": [1e-3, 5e-4], "seed": [0, 1]}, "max_parallel": 2}}
+    cfg = PipelineConfig(videos="v.csv", out=str(tmp_path), tokenizer="vqvae:/x", pretrain=_one_stage(),
+                         finetune=[task])
+    cfg.check()
+    sweep = load_sweep(cfg.sweep_mapping(cfg.finetune[0]))
+    assert sweep.checkpoint == str(tmp_path / "pretrain" / "checkpoints" / "final")
+    assert sweep.output == str(tmp_path / "tasks" / "t" / "sweep") and sweep.max_parallel == 2
+    assert sweep.grid == {"lr": [1e-3, 5e-4], "seed": [0, 1]} and list(sweep.tasks) == ["t"]
+    assert sweep.base["data"] == sweep.base["test_data"] == str(tmp_path / "tasks" / "t" / "tokens32")
+    assert (sweep.base["split"], sweep.base["test_split"], sweep.base["epochs"]) == ("train", "test", 2)
+    with pytest.raises(ValueError, match="grid"):
+        PipelineConfig(videos="v.csv", out="o", pretrain=_one_stage(),
+                       finetune=[{**task, "sweep": {"lr": [1e-3]}}])

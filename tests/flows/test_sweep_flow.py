@@ -43,6 +43,20 @@ def _artifacts(flow_run_id) -> dict:
     return {a.key: a.data for a in found}
 
 
+def _subflows(sweep_flow_run_id, run_ids: list[str]) -> tuple[list, dict]:
+    """The sweep's fine-tune subflow runs (named by run id) and, per subflow, its task runs' tags."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=run_ids)))
+        parents = {r.id: client.read_task_run(r.parent_task_run_id) for r in runs if r.parent_task_run_id}
+        tags = {r.id: [t.tags for t in client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[r.id])))] for r in runs}
+    assert all(parents[r.id].flow_run_id == sweep_flow_run_id for r in runs)  # each a subflow of the sweep
+    return runs, tags
+
+
 def test_two_by_two_sweep_records_a_failure_and_a_rerun_only_redoes_it(prefect_server, tmp_path):
     from flows.finetune_sweep import finetune_sweep
 
@@ -63,6 +77,11 @@ def test_two_by_two_sweep_records_a_failure_and_a_rerun_only_redoes_it(prefect_s
         assert row["wall_time_s"] > 0 and Path(row["output"], "metrics.json").is_file()
         assert json.loads(row["config"])["lr"] == row["lr"]
     assert {r["checkpoint"] for r in rows} == {str(checkpoint)} and len({r["sweep_id"] for r in rows}) == 1
+    subflows, tags = _subflows(state.state_details.flow_run_id, [r["run_id"] for r in rows])
+    assert len(subflows) == 4 and all(r.flow_id == subflows[0].flow_id for r in subflows)
+    assert all(any("gpu" in t for t in tags[r.id]) for r in subflows if r.state.is_completed())
+    spans = [(r.start_time, r.end_time) for r in subflows]
+    assert max(sum(s <= t < e for s, e in spans) for t, _ in spans) == 2  # max_parallel 2, and it was used
     artifacts = _artifacts(state.state_details.flow_run_id)
     table = artifacts["sweep-two-by-two-results"]
     table = json.loads(table) if isinstance(table, str) else table

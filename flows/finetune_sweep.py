@@ -11,7 +11,9 @@ fine-tune's train/evaluate tasks carry the ``gpu`` tag, so a Prefect tag concurr
 server. A failed run (its subflow failed, or it could not start) is recorded with status
 ``failed`` and its error and the others go on; runs already done for the same (checkpoint
 digest, config) are recorded as ``skipped``. The flow fails only when the sweep file or the
-checkpoint is bad (before any work).
+checkpoint is bad (before any work). Rows are appended as runs end, so a sweep interrupted
+mid-way keeps what finished and the next sweep does the rest (a run it had not finished starts
+over; within a sweep, the fine-tune's own task retries resume a preempted run from its checkpoint).
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def finetune_sweep(sweep: str | dict, checkpoint: str | None = None) -> dict:
         outcome = future.result()
         counts[outcome["status"]] += 1
         record_task(config.output, [plan.row(planned, **outcome)])
-        logger.info("run %s: %s%s", planned.run.run_id, outcome["status"],
-                    f" ({outcome['error']})" if outcome.get("error") else "")
+        logger.info("run %s: %s%s (%d of %d run(s) to do finished)", planned.run.run_id, outcome["status"],
+                    f" ({outcome['error']})" if outcome.get("error") else "", counts["ok"] + counts["failed"],
+                    len(plan.todo()))
 
     for planned in plan.todo():
         while len(in_flight) >= config.max_parallel:

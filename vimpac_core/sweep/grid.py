@@ -6,6 +6,7 @@ A sweep file::
     output: runs/sweeps/nightly        # results.parquet, summary.md, runs/<run id>/<checkpoint>/
     checkpoint: latest:runs/pretrain   # a checkpoint folder, or latest:<pre-training output>
     max_parallel: 1                    # fine-tune runs at once
+    timeout_s: 86400                   # limit of each torchrun launch (train, evaluate) of a run
     base: {epochs: 10}                 # fine-tune fields every run shares
     grid:                              # a list sweeps its field (a list-valued field: a list of lists)
       lr: [1.0e-4, 5.0e-5]

@@ -146,7 +146,9 @@ def summary_markdown(summary: dict) -> str:
             gain = 100 * (task["pretrained"]["top1"] - task["scratch"]["top1"])
             lines.append(f"  - pre-training gain: {gain:+.1f} top-1 points")
         if "sweep" in task:
-            lines.append(f"  - sweep: {task['sweep'].get('results')}")
+            sw = task["sweep"]
+            lines.append(f"  - sweep {sw['sweep_id']}: {sw['ok']} run(s) ok, {sw['failed']} failed, {sw['skipped']} "
+                         f"already done; results `{sw['results']}`")
     pictures = summary.get("pictures") or {}
     if pictures:
         lines += ["", "## Pictures", ""]

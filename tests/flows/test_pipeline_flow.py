@@ -90,10 +90,12 @@ def test_pipeline_flow_through_finetuning_then_rerun_skips_finished_stages(prefe
             "config": {"epochs": 2, "bs_per_gpu": 1, "nproc_per_node": 1, "device": "cpu", "num_workers": 0,
                        "lr": 1e-3, "num_test_clips": 2, "last_test_clips": [1],
                        "test_views": ["s32-center-noflip"]}}
+    swept = {**task, "name": "swept", "config": {**task["config"], "epochs": 1, "last_test_clips": []},
+             "sweep": {"grid": {"seed": [1, 2]}}}
     cfg = PipelineConfig(videos=str(write_csv(tmp_path / "l.csv", rows)), out=str(tmp_path / "run"),
                          tokenizer=tiny_tokenizer, ingest={"fps": 4.0, "shard_size": 3, "batch_size": 8,
                                                            "max_workers": 1, "task_retries": 0},
-                         pretrain=_one_stage(epochs=2), finetune=[task], compare_scratch=True, timeout_s=180)
+                         pretrain=_one_stage(epochs=2), finetune=[task, swept], compare_scratch=True, timeout_s=180)
     state = pipeline(config=cfg, return_state=True)
     assert state.is_completed()
     summary = state.result()
@@ -114,17 +116,21 @@ def test_pipeline_flow_through_finetuning_then_rerun_skips_finished_stages(prefe
     assert any("mask-then-predict" in k for k in pictures) and any("confusion" in k for k in pictures)
     assert all(Path(p).is_file() for p in pictures.values())
     assert summary["skipped"] == []
+    sweep = summary["finetune"]["swept"]["sweep"]
+    assert (sweep["ok"], sweep["failed"], sweep["skipped"]) == (2, 0, 0)
+    assert "scratch" not in summary["finetune"]["swept"]  # a sweep task runs its grid only
     with get_client(sync_client=True) as client:
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
         names = sorted(client.read_flow(r.flow_id).name for r in children)
-    assert names == ["finetune", "finetune", "ingest", "ingest", "pretrain"]
+    assert names == ["finetune", "finetune", "finetune-sweep", "ingest", "ingest", "ingest", "pretrain"]
     assert all(r.state.is_completed() for r in children)
     # A rerun on the same output redoes nothing that finished: same results, every training stage skipped.
     finals = {v: (tmp_path / "run" / "tasks" / "tiny" / d / "checkpoints" / "final" / "model.safetensors").stat().st_mtime_ns
               for v, d in (("pretrained", "finetune"), ("scratch", "scratch"))}
     again = pipeline(config=cfg)
     assert again["skipped"] == ["pretrain-stage-1", "tiny/pretrained", "tiny/scratch"]
+    assert (again["finetune"]["swept"]["sweep"]["ok"], again["finetune"]["swept"]["sweep"]["skipped"]) == (0, 2)
     assert again["finetune"]["tiny"]["pretrained"]["top1"] == tiny["pretrained"]["top1"]
     for v, d in (("pretrained", "finetune"), ("scratch", "scratch")):
         path = tmp_path / "run" / "tasks" / "tiny" / d / "checkpoints" / "final" / "model.safetensors"

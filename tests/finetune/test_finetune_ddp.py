@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pyarrow.parquet as pq
@@ -11,12 +12,13 @@ from safetensors.torch import load_file
 
 from tests.finetune.helpers import finetune_flat, time_order_rows, time_order_shards
 from tests.token_shards import write_token_shards
-from tests.train.helpers import tiny_config
+from tests.train.helpers import rank_processes, tiny_config
 from vimpac_core.shards.reader import ShardIndex
 from vimpac_core.train.distributed import DistEnv
 from vimpac_core.train.finetune_config import FinetuneConfig
 from vimpac_core.train.launch import (
     TrainingFailed,
+    TrainingInterrupted,
     kill_tree,
     launch_stage,
     run_streaming,
@@ -71,11 +73,21 @@ def _weights(output) -> dict[str, torch.Tensor]:
             **{f"adam/{k}": v for k, v in load_file(str(final / "optimizer.safetensors")).items()}}
 
 
-def test_killed_finetune_resumes_to_identical_weights(backbone):
+COMMON = dict(epochs=3, dropout=0.1, eval_per_epochs=1, num_workers=1)
+
+
+@pytest.fixture(scope="module")
+def reference(backbone):
+    """An uninterrupted 2-rank run: 3 epochs of 4 steps, evaluated after each epoch."""
     root, train, test, load = backbone
-    common = dict(epochs=3, save_every=3, dropout=0.1, eval_per_epochs=1, num_workers=1)
-    reference = launch_stage(_config(root, train, test, load, "ref", **common), on_line=lambda _: None, timeout_s=400)
-    assert reference["step"] == 12
+    metrics = launch_stage(_config(root, train, test, load, "ref", **COMMON), on_line=lambda _: None, timeout_s=400)
+    assert metrics["step"] == 12
+    return metrics, _weights(root / "ref")
+
+
+def test_killed_finetune_resumes_to_identical_weights(backbone, reference):
+    root, train, test, load = backbone
+    common = {**COMMON, "save_every": 3}
 
     killed = _config(root, train, test, load, "run", **common)
     procs = []
@@ -90,7 +102,34 @@ def test_killed_finetune_resumes_to_identical_weights(backbone):
     latest = (root / "run" / "checkpoints" / "latest").read_text().strip()
     assert latest.startswith("step_") and int(latest[5:]) < 12
     resumed = launch_stage(killed.model_copy(update={"resume": True}), on_line=lambda _: None, timeout_s=400)
-    assert resumed["step"] == 12 and resumed["test_top1"] == reference["test_top1"]
-    ref, got = _weights(root / "ref"), _weights(root / "run")
+    assert resumed["step"] == 12 and resumed["test_top1"] == reference[0]["test_top1"]
+    _assert_same(reference[1], _weights(root / "run"))
+
+
+def _assert_same(ref: dict, got: dict) -> None:
     different = [k for k in ref if not torch.equal(ref[k], got[k])]
     assert ref.keys() == got.keys() and not different, f"resumed run differs in {different[:5]}"
+
+
+def test_sigterm_to_the_ranks_saves_the_step_and_a_retry_resumes_it(backbone, reference):
+    """Preemption: SIGTERM to every rank (as a cluster sends before reclaiming a machine) stops
+    them at the next step with a checkpoint of it, although save_every is off; the launch is an
+    interruption (retriable) whose resume point is that checkpoint, and resuming ends identical."""
+    root, train, test, load = backbone
+    cfg = _config(root, train, test, load, "preempt", **COMMON)
+    procs = []
+
+    def sigterm_ranks_at_step_6(line: str) -> None:
+        if line.startswith("[finetune] epoch 1 step 6:") and not procs:
+            procs.extend(rank_processes(os.getpid(), "vimpac_core.train.finetune"))
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match="Preempted: SIGTERM: stopped after step") as interrupted:
+        launch_stage(cfg, on_line=sigterm_ranks_at_step_6, timeout_s=400)
+    assert len(procs) >= 2  # both ranks (and their DataLoader workers)
+    point = interrupted.value.resume_from
+    assert point is not None and 6 <= int(point.name[5:]) < 12  # the step the ranks agreed to stop at
+    resumed = launch_stage(cfg.model_copy(update={"resume": True}), on_line=lambda _: None, timeout_s=400)
+    assert resumed["step"] == 12
+    _assert_same(reference[1], _weights(root / "preempt"))

@@ -9,13 +9,13 @@ forward under autocast (`autocast`) and backward with DDP's gradient sync only o
 then gradients are clipped, the schedule sets the lr, and AdamW steps. Metrics are averaged over
 ranks every ``log_every`` steps and written to TensorBoard on rank 0. Checkpoints every
 ``save_every`` steps and at the end of each epoch; everything that decides the next step (weights,
-moments, RNG, data position) is in them, so a resumed run continues bit-for-bit on CPU.
+moments, RNG, data position) is in them, so a resumed run continues bit-for-bit on CPU. SIGTERM
+(preemption) stops at the next optimizer step with a checkpoint of it (preemption.py).
 
 Start points, in order: ``resume`` and a checkpoint under ``<output>/checkpoints`` -> continue
 exactly where it stopped; else ``load`` -> weights from that checkpoint (the objective's loading
 rules), and when the objective carries the optimizer over (pre-training stage 2) its state,
-schedule and counters too; else a fresh run. SIGTERM (preemption) ends a rank with the latest
-checkpoint on disk; the launcher resumes from it (launch.py).
+schedule and counters too; else a fresh run.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -55,57 +54,12 @@ from vimpac_core.train.distributed import (
     convert_sync_batchnorm,
     gather_objects,
 )
+from vimpac_core.train.objective import Objective, Run
 from vimpac_core.train.optim import build_optimizer
+from vimpac_core.train.preemption import Preempted, PreemptionWatch, defer_sigterm, watch_sigterm
 from vimpac_core.train.schedule import Schedule
 
 COMMON_METRICS = ("lr", "grad_norm", "clips_per_s")
-
-
-class Objective(Protocol):
-    """What one kind of training adds to the trainer."""
-
-    name: str  # log prefix, e.g. "pretrain"
-    metric_names: tuple[str, ...]  # what `loss` returns, in order; the first is the loss
-    clips_per_sample: int
-
-    def build_dataset(self, config: Any, env: DistEnv) -> Any:
-        """This rank's training data (a _ShardClips: set_epoch, num_batches, index)."""
-
-    def build_model(self, config: Any) -> torch.nn.Module:
-        """A freshly initialised model (the global RNG is seeded just before)."""
-
-    def load_start(self, model: torch.nn.Module, folder: Path, config: Any, resuming: bool) -> Any:
-        """Put the start point's weights into ``model``; returns the checkpoint's VimpacConfig."""
-
-    def carries_optimizer(self, config: Any) -> bool:
-        """Whether a ``load`` start point also brings its optimizer state, schedule and counters."""
-
-    def loss(self, run: Run, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward one micro-batch (already under autocast) -> (loss, detached metric vector)."""
-
-    def after_epoch(self, run: Run) -> dict:
-        """Work at an epoch boundary before its checkpoint (monitor, evaluation); metrics to keep."""
-
-
-@dataclass
-class Run:
-    """The live objects of one training run (built by setup_run)."""
-
-    config: Any  # a TrainConfigBase subclass
-    env: DistEnv
-    objective: Objective
-    model: torch.nn.Module  # unwrapped (for saving)
-    ddp: torch.nn.Module  # DDP-wrapped when distributed, else the model itself
-    optimizer: torch.optim.AdamW
-    schedule: Schedule
-    dataset: Any
-    state: TrainerState
-    end_epoch: int
-    stage_start_epoch: int
-    scaler: torch.amp.GradScaler | None = None
-    writer: Any = None  # torch.utils.tensorboard.SummaryWriter on rank 0
-    history: list[dict] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)  # what after_epoch reports (kNN top-1, evaluation)
 
 
 def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -219,6 +173,7 @@ def make_loader(run: Run) -> DataLoader:
         pin_memory=run.env.device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),
         persistent_workers=False,
+        worker_init_fn=defer_sigterm if config.num_workers else None,
     )
 
 
@@ -304,6 +259,7 @@ def train_epoch(run: Run, *, on_step: Callable[[Run, dict], None], should_stop: 
                 return True
     finally:
         bar.close()
+        del batches  # shuts the loader's workers down now, also when a step raised (see preemption.py)
     run.state.epoch += 1
     run.state.batch = 0
     return False
@@ -352,27 +308,42 @@ def _open_writer(run: Run) -> None:
         run.writer = SummaryWriter(log_dir=str(Path(run.config.output) / "tensorboard"))
 
 
-def train(config: TrainConfigBase, env: DistEnv, objective: Objective) -> dict:
-    """Train to the end epoch (or max_steps); writes ``<output>/metrics.json`` on rank 0 and returns
-    the final metrics (rank 0's view)."""
-    run = setup_run(config, env, objective)
-    _open_writer(run)
+def _train_loop(run: Run, watch: PreemptionWatch) -> None:
+    """Epochs to the end (or max_steps): checkpoints every save_every steps and at epoch ends;
+    SIGTERM (preemption) saves the step just finished and raises Preempted."""
+    config = run.config
     per_epoch = config.accumulation_steps()
 
     def on_step(r: Run, metrics: dict) -> None:
         log_metrics(r, metrics)
         ends_epoch = r.state.batch >= steps_per_epoch(r) * per_epoch
-        if config.save_every and r.state.step % config.save_every == 0 and not ends_epoch:
-            save(r, f"step_{r.state.step:08d}")  # an epoch's last step is saved just after, as the next epoch's start
+        name = f"step_{r.state.step:08d}"
+        saved = bool(config.save_every and r.state.step % config.save_every == 0 and not ends_epoch)
+        if saved:
+            save(r, name)  # an epoch's last step is saved just after, as the next epoch's start
+        if watch.requested(r.env.device):
+            if not saved:
+                save(r, name)
+            raise Preempted(f"SIGTERM: stopped after step {r.state.step} and saved checkpoint {name}; "
+                            "resume continues from it")
 
     def should_stop(r: Run) -> bool:
         return config.max_steps is not None and r.state.step >= config.max_steps
 
     while run.state.epoch < run.end_epoch and not should_stop(run):
         if not train_epoch(run, on_step=on_step, should_stop=should_stop):
-            run.extra.update(objective.after_epoch(run))
+            run.extra.update(run.objective.after_epoch(run))
             save(run, f"step_{run.state.step:08d}")
-    final = save(run, "final")
+
+
+def train(config: TrainConfigBase, env: DistEnv, objective: Objective) -> dict:
+    """Train to the end epoch (or max_steps); writes ``<output>/metrics.json`` on rank 0 and returns
+    the final metrics (rank 0's view)."""
+    with watch_sigterm() as watch:
+        run = setup_run(config, env, objective)
+        _open_writer(run)
+        _train_loop(run, watch)
+        final = save(run, "final")
     # A cheap fingerprint per rank: DDP keeps replicas identical, so every rank prints the same value.
     checksum = float(sum(p.detach().double().sum() for p in run.model.parameters()))
     print(f"[{objective.name}] rank {env.rank} final weights checksum {checksum:.10e}", flush=True)

@@ -51,19 +51,19 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
 
 
 def draw_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """A PNG of ``matrix`` normalised per row (white 0 -> dark blue 1), a grid of square cells."""
+    """A PNG of ``matrix`` normalised per row (white 0 -> dark blue 1, square-root scale), square cells."""
     c = matrix.shape[0]
-    cell = max(2, min(24, 720 // max(c, 1)))
-    margin, top = 8, 24 if title else 8
+    cell = max(2, min(120, 720 // max(c, 1)))
+    margin, top = 8, 40
     side = c * cell
-    image = Image.new("RGB", (side + 2 * margin, side + top + margin), "white")
+    image = Image.new("RGB", (max(side + 2 * margin, 300), side + top + margin), "white")
     share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     draw = ImageDraw.Draw(image)
-    if title:
-        draw.text((margin, 6), title, fill="black")
+    draw.text((margin, 6), title, fill="black")
+    draw.text((margin, 22), "rows: true class, columns: predicted", fill="gray")
     for i in range(c):
         for j in range(c):
-            v = float(share[i, j])
+            v = float(share[i, j]) ** 0.5  # square root: small shares stay visible among many classes
             if v > 0:
                 color = (int(255 * (1 - v)), int(255 * (1 - 0.8 * v)), 255 - int(100 * v))
                 x, y = margin + j * cell, top + i * cell

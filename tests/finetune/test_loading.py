@@ -117,3 +117,15 @@ def test_imported_release_snapshot_and_finetuned_checkpoints_load(pretrained, tm
     assert torch.equal(again.model.cls_fc.weight, torch.full_like(again.model.cls_fc.weight, 0.5))
     with pytest.raises(CheckpointError, match=r"parameter cls_fc.bias: checkpoint shape \(2,\) != model shape \(5,\)"):
         setup_run(_config(data, tmp_path / "ft3", load=str(tuned), num_labels=5), CPU)
+
+
+def test_test_labels_beyond_the_model_classes_fail_before_work(pretrained, tmp_path):
+    root, data, final = pretrained
+    from tests.finetune.helpers import time_order_rows
+    from tests.token_shards import write_token_shards
+
+    rows = time_order_rows(2, seed=5, prefix="x")
+    rows[0]["label"] = 4  # a class the training data does not have
+    write_token_shards(str(tmp_path / "test"), rows)
+    with pytest.raises(ConfigError, match=r"test_data: .* has label 4, but the model has 2 classes"):
+        _config(data, tmp_path / "ft", load=str(final), test_data=str(tmp_path / "test"))

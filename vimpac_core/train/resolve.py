@@ -18,7 +18,7 @@ from vimpac_core.model import VimpacConfig
 from vimpac_core.model.pretrained import CONFIG_NAME
 from vimpac_core.storage import complete_dir
 from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
-from vimpac_core.train.preflight import check_fits, data_facts
+from vimpac_core.train.preflight import DataFacts, check_fits, data_facts
 
 SHAPE_FIELDS = ("clip_len", "frame_size")
 # The run decides these; everything else of VimpacConfig is the checkpoint's.
@@ -88,9 +88,20 @@ def resolve_finetune(config: FinetuneConfig) -> FinetuneConfig:
     for field, url, split in (("test_data", config.test_url, config.test_split),
                               ("val_data", config.val_data, config.val_split)):
         if url and (url, split) != (config.data, config.split):
-            check_fits(data_facts(url, field, split, config.storage_options), field,
-                       grid_size=model.grid_size, vocab_size=model.vocab_size)
+            other = data_facts(url, field, split, config.storage_options)
+            check_fits(other, field, grid_size=model.grid_size, vocab_size=model.vocab_size)
+            check_labels(other, field, model.num_labels)
     return config.model_copy(update={"model": model})
+
+
+def check_labels(facts: DataFacts, field: str, num_labels: int) -> None:
+    """Every label of ``field`` is one of the model's ``num_labels`` classes."""
+    top = facts.index.num_labels()
+    if top > num_labels:
+        raise ConfigError(
+            f"{field}: {facts.index.url!r} has label {top - 1}, but the model has {num_labels} classes; "
+            "use data labelled with the same class list (classes.json) as the training data"
+        )
 
 
 def resolve_evaluate(config: EvaluateConfig) -> VimpacConfig:
@@ -103,4 +114,5 @@ def resolve_evaluate(config: EvaluateConfig) -> VimpacConfig:
         )
     facts = data_facts(config.data, "data", config.split, config.storage_options)
     check_fits(facts, "data", grid_size=saved.grid_size, vocab_size=saved.vocab_size)
+    check_labels(facts, "data", saved.num_labels)
     return saved

@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.token_shards import token_rows, write_token_shards  # noqa: E402
+from vimpac_core.shards.synthetic import token_rows, write_token_shards  # noqa: E402
 from vimpac_core.train import finetune, pretrain, trainer  # noqa: E402
 from vimpac_core.train.config import PretrainConfig  # noqa: E402
 from vimpac_core.train.distributed import DistEnv  # noqa: E402

@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.token_shards import token_rows, write_token_shards  # noqa: E402
 from vimpac_core.data import PretrainClips  # noqa: E402
 from vimpac_core.model import VimpacConfig, VimpacForPreTraining, block_mask  # noqa: E402
 from vimpac_core.shards.reader import ShardIndex  # noqa: E402
+from vimpac_core.shards.synthetic import token_rows, write_token_shards  # noqa: E402
 from vimpac_core.train.optim import build_optimizer  # noqa: E402
 from vimpac_core.train.pretrain import to_model_batch  # noqa: E402
 

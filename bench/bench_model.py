@@ -8,7 +8,7 @@ thread, dropout 0 (the reference has none). Each implementation runs in its own 
 same weights. Implementations:
 
 - ``ours``: VimpacForPreTraining (SDPA over batched lines, prediction head on masked rows only).
-- ``reference_batched`` (the headline baseline): tests/model/reference.py with every line of an axis
+- ``reference_batched`` (the headline baseline): bench/reference_model.py with every line of an axis
   in one explicit softmax(QK^T)V, full-vocabulary logits at every position, then cross-entropy on
   the masked positions, as the original VIMPAC code does.
 - ``reference_loops``: the same reference as the tests use it, a Python loop over the lines.
@@ -62,7 +62,7 @@ def _build(impl: str, s: dict):
     """-> (model in train mode, loss_fn(codes, labels), stage config of the preset)."""
     import torch
 
-    from tests.model import reference as ref
+    from bench import reference_model as ref
     from vimpac_core.model import VimpacForPreTraining, nce_loss
     from vimpac_core.train.config import parse_stages
 

@@ -34,8 +34,21 @@ echo "== AMP training runs (bf16, fp16) through the launcher =="
 timeout 600 "$PY" - "$OUT" <<'EOF'
 import json, sys, tempfile
 from pathlib import Path
-from tests.train.helpers import tiny_config, tiny_shards
+from vimpac_core.shards.synthetic import token_rows, write_token_shards
+from vimpac_core.train.config import PretrainConfig
 from vimpac_core.train.launch import launch_stage
+
+
+def tiny_shards(root, videos):
+    write_token_shards(str(root), token_rows(videos, grid=4, frames=[4, 6, 9], vocab_size=64))
+    return str(root)
+
+
+def tiny_config(data, output, **over):  # a 1-layer, 128-wide model at frame 32, clip of 2 frames
+    return PretrainConfig.from_flat(dict(
+        layers=1, hid_dim=128, frame_size=32, clip_len=2, vocab_size=64, nce_proj_hid_dim=64, mask_blocks=2,
+        frame_rate=1, data=data, output=output, bs_per_gpu=2, num_workers=0, epochs=2, log_every=1, seed=3,
+        **over))
 
 out = Path(sys.argv[1])
 results = {}

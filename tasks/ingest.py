@@ -21,6 +21,7 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.runtime import flow_run
 from prefect.utilities.hashing import hash_objects
 
+from tasks.retry import only_transient
 from vimpac_core import interrupts
 from vimpac_core.config import IngestConfig
 from vimpac_core.errors import TokenizerError
@@ -38,19 +39,6 @@ from vimpac_core.shards.manifest import manifest_url
 from vimpac_core.storage import exists, is_local, join, local_path, read_bytes
 
 RESULTS_DIR = "_prefect_results"
-TRANSIENT_BUILTINS = (TimeoutError, ConnectionError)
-
-
-def only_transient(task, task_run, state) -> bool:
-    """retry_condition_fn: retry when the task raised a retriable error (never for bad input, and
-    never while the command is stopping on the user's signal)."""
-    if interrupts.stop_requested():
-        return False
-    try:
-        state.result()
-    except Exception as exc:
-        return bool(getattr(exc, "retriable", False)) or isinstance(exc, TRANSIENT_BUILTINS)
-    return False
 
 
 def result_storage_for(out: str) -> Path | RemoteFileSystem:

@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
-from tasks.ingest import only_transient
+from tasks.retry import only_transient
 from vimpac_core.inputs import read_video_list
 from vimpac_core.tokenizers.evaluate import export_and_report
 from vimpac_core.tokenizers.frames import sample_frames, split_held_out

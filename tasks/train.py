@@ -18,11 +18,10 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run as current_task_run
 
+from tasks.retry import retry_from_checkpoint, retry_transient
 from vimpac_core import interrupts
-from vimpac_core.errors import TransientError
 from vimpac_core.k8s import K8sJobConfig, run_stage_on_cluster
 from vimpac_core.train.config import PretrainConfig, TrainConfigBase
 from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
@@ -33,28 +32,6 @@ from vimpac_core.train.resolve import resolve_evaluate, resolve_finetune
 METRIC_COLUMNS = ("stage", "step", "epoch", "loss", "mlm_loss", "nce_loss", "mask_accuracy", "lr", "clips_per_s",
                   "knn_top1", "checkpoint")
 RETRIES, RETRY_DELAY_S = 2, 30
-
-
-def retry_from_checkpoint(task: object, task_run: TaskRun, state: State) -> bool:
-    """Prefect retry_condition_fn: retry a retriable failure that left a resumable checkpoint."""
-    try:
-        state.result()
-    except TransientError as err:
-        return getattr(err, "resume_from", None) is not None
-    except BaseException:
-        return False
-    return False
-
-
-def retry_transient(task: object, task_run: TaskRun, state: State) -> bool:
-    """Prefect retry_condition_fn of evaluation (nothing to resume: it reruns whole)."""
-    try:
-        state.result()
-    except TransientError:
-        return True
-    except BaseException:
-        return False
-    return False
 
 
 def launch_resuming(cfg: TrainConfigBase, label: str, timeout_s: float | None) -> dict:

@@ -122,9 +122,9 @@ def test_vimpac_finetune_check_resolves_a_preset_against_a_checkpoint_and_its_da
                                                                                  capsys):
     """`vimpac finetune PRESET --check` (in-process): the analysis preset loads a T5/S128 model as it is,
     the final one a T5/S256 model with clip_len 5 -> 10 (different_shape); the data has the preset's views."""
-    from tests.token_shards import token_rows, write_token_shards
     from vimpac_core.cli import main
     from vimpac_core.model import VimpacConfig, VimpacForPreTraining
+    from vimpac_core.shards.synthetic import token_rows, write_token_shards
 
     p = _preset(name)
     clip_len, size = saved_shape

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.model import reference as ref
+from bench import reference_model as ref
 from tests.model.test_convert import _released_model, _write_snapshot, _zip
 from vimpac_core.errors import OutputExistsError
 from vimpac_core.storage import check_output_dir, replace_dir

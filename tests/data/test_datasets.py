@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.token_shards import token_rows, write_token_shards
 from vimpac_core.data import FinetuneClips, MultiViewTestClips, PretrainClips
 from vimpac_core.errors import ConfigError
 from vimpac_core.shards.reader import ShardIndex
+from vimpac_core.shards.synthetic import token_rows, write_token_shards
 
 PAD = 8193
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.token_shards import write_token_shards
+from vimpac_core.shards.synthetic import write_token_shards
 
 VOCAB, GRID, FRAMES = 64, 4, 4
 VIEWS = ("s32-center-noflip", "s32-top-noflip")

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from tests.finetune.helpers import FRAMES, VIEWS, time_order_rows
-from tests.token_shards import write_token_shards
 from vimpac_core.model import VimpacConfig, VimpacForClassification
+from vimpac_core.shards.synthetic import write_token_shards
 from vimpac_core.train.distributed import DistEnv
 from vimpac_core.train.evaluate import evaluate
 from vimpac_core.train.finetune_config import EvaluateConfig

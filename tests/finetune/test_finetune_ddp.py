@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from tests.finetune.helpers import finetune_flat, time_order_rows, time_order_shards
-from tests.token_shards import write_token_shards
 from tests.train.helpers import rank_processes, tiny_config
 from vimpac_core.shards.reader import ShardIndex
+from vimpac_core.shards.synthetic import write_token_shards
 from vimpac_core.train.distributed import DistEnv
 from vimpac_core.train.finetune_config import FinetuneConfig
 from vimpac_core.train.launch import (

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from bench import reference_model as ref
 from tests.finetune.helpers import finetune_flat, time_order_shards
-from tests.model import reference as ref
 from tests.model.test_convert import _released_model, _write_snapshot
 from tests.train.helpers import tiny_config
 from vimpac_core.errors import CheckpointError, ConfigError
@@ -65,7 +65,7 @@ def _regrid(folder):
     """Rewrite the 4x4 shards of ``folder`` as 8x8 grids (each token repeated 2x2)."""
     import pyarrow.parquet as pq
 
-    from tests.token_shards import write_token_shards
+    from vimpac_core.shards.synthetic import write_token_shards
 
     rows = []
     for path in sorted((folder / "shards").glob("*.parquet")):

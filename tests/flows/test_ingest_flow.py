@@ -131,7 +131,7 @@ def test_dask_local_cluster_runner(prefect_server, tmp_path, clips, tiny_tokeniz
 def test_only_transient_errors_are_retried(prefect_server):
     from prefect import flow, task
 
-    from tasks.ingest import only_transient
+    from tasks.retry import only_transient
     from vimpac_core.errors import DownloadError, TransientDownloadError
 
     calls: list[str] = []
@@ -152,7 +152,8 @@ def test_only_transient_errors_are_retried(prefect_server):
 
 
 def test_the_shipped_tasks_use_that_retry_rule():
-    from tasks.ingest import only_transient, prepare_ingest, retry_shard, tokenize_shard
+    from tasks.ingest import prepare_ingest, retry_shard, tokenize_shard
+    from tasks.retry import only_transient
     from tasks.tokenizer import sample_frames_task, train_task
 
     for task_ in (prepare_ingest, tokenize_shard, retry_shard, sample_frames_task, train_task):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.model import reference as ref
+from bench import reference_model as ref
 from tests.model.helpers import config_from, random_codes
 from vimpac_core.model import VimpacConfig, VimpacForPreTraining, VimpacModel, block_mask, nce_loss
 

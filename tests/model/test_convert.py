@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.model import reference as ref
+from bench import reference_model as ref
 from tests.model.helpers import config_from, random_codes
 from vimpac_core.cli import main as cli_main
 from vimpac_core.errors import CheckpointError, UnsafePickleError

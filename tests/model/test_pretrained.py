@@ -23,7 +23,7 @@ from vimpac_core.model import (
     resize_optimizer_state,
     resize_state_dict,
 )
-from vimpac_core.train.checkpoint import load_optimizer_tensors, optimizer_tensors
+from vimpac_core.optim_state import load_optimizer_tensors, optimizer_tensors
 from vimpac_core.train.optim import build_optimizer
 
 TINY = dict(layers=1, hid_dim=128, frame_size=32, clip_len=3, vocab_size=40, nce_proj_hid_dim=32)

@@ -7,7 +7,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vimpac_core.pictures import CHART_H, CHART_W, COLOURS, masked_prediction_rows, read_scalars, training_curves
+from vimpac_core.pictures import (
+    CHART_H,
+    CHART_W,
+    COLOURS,
+    masked_prediction_rows,
+    read_scalars,
+    training_curves,
+)
 from vimpac_core.tokenizers.runtime import VQVAETokenizer
 from vimpac_core.tokenizers.vqvae import VQVAE, VQVAEConfig
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.token_shards import token_rows, write_token_shards
 from vimpac_core.shards.reader import RowGroupCache, ShardIndex, ShardReadError
+from vimpac_core.shards.synthetic import token_rows, write_token_shards
 
 
 def _check_roundtrip(url: str, rows: list[dict], **storage_options) -> ShardIndex:

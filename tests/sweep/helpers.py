@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from tests.token_shards import token_rows, write_token_shards
 from vimpac_core.model import VimpacConfig, VimpacForPreTraining
+from vimpac_core.shards.synthetic import token_rows, write_token_shards
 from vimpac_core.train.checkpoint import TrainerState, capture_rng, save_checkpoint
 from vimpac_core.train.optim import build_optimizer
 

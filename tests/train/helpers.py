@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.token_shards import token_rows, write_token_shards
+from vimpac_core.shards.synthetic import token_rows, write_token_shards
 from vimpac_core.train.config import PretrainConfig
 
 VOCAB = 64

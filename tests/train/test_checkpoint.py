@@ -13,13 +13,12 @@ import torch
 
 from vimpac_core.errors import CheckpointError
 from vimpac_core.model import VimpacConfig, VimpacForPreTraining
+from vimpac_core.optim_state import load_optimizer_tensors, optimizer_tensors
 from vimpac_core.train.checkpoint import (
     TrainerState,
     capture_rng,
     latest_checkpoint,
     load_checkpoint,
-    load_optimizer_tensors,
-    optimizer_tensors,
     prune_checkpoints,
     restore_rng,
     resumable_checkpoint,

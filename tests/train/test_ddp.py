@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -55,11 +54,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     data = tiny_shards(tmp_path / "data", videos=24)
     common = dict(nproc_per_node=2, num_workers=1, epochs=3, save_every=2, dropout=0.1)
     # Uninterrupted reference: 2 ranks x 6 steps x 3 epochs.
-    lines: list[str] = []
-    metrics = launch_stage(tiny_config(data, str(tmp_path / "ref"), **common), on_line=lines.append, timeout_s=240)
+    metrics = launch_stage(tiny_config(data, str(tmp_path / "ref"), **common), on_line=lambda _: None, timeout_s=240)
     assert metrics["step"] == 18 and metrics["world_size"] == 2
-    sums = re.findall(r"rank (\d) final weights checksum (\S+?e[+-]\d\d)", "\n".join(lines))
-    assert sorted(r for r, _ in sums) == ["0", "1"] and len({s for _, s in sums}) == 1  # replicas agree
 
     # Same run, SIGKILLed (torchrun and its ranks) as soon as step 5 is logged: checkpoint step 4 exists.
     killed = tiny_config(data, str(tmp_path / "run"), **common)
@@ -77,7 +73,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert not (tmp_path / "run" / "checkpoints" / "final").exists()
 
     resumed = tiny_config(data, str(tmp_path / "run"), resume=True, **common)
-    assert launch_stage(resumed, on_line=lambda _: None, timeout_s=240)["step"] == 18
+    done = launch_stage(resumed, on_line=lambda _: None, timeout_s=240)
+    assert (done["start_step"], done["step"]) == (int(latest[5:]), 18)  # from the checkpoint, not from step 0
     ref, got = _weights(tmp_path / "ref"), _weights(tmp_path / "run")
     assert ref.keys() == got.keys()
     different = [k for k in ref if not torch.equal(ref[k], got[k])]
@@ -122,16 +119,20 @@ def test_killing_the_launcher_takes_torchrun_and_every_rank_with_it(tmp_path, si
                 pass
 
 
-def test_rank_errors_are_permanent_or_interruptions(tmp_path):
-    """A rank's ValueError (here: amp fp16 on a CPU-only machine) fails the stage for good; a rank that
-    vanishes without a permanent error is an interruption (retriable)."""
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU (amp fp16 must fail on the ranks)")
+def test_a_rank_error_fails_the_stage_for_good(tmp_path):
+    """A rank's ValueError (here: amp fp16 on a CPU-only machine) is permanent: no retry."""
     data = tiny_shards(tmp_path / "data", videos=8)
-    if torch.cuda.is_available():
-        pytest.skip("needs a machine without a GPU (amp fp16 must fail on the ranks)")
     bad = tiny_config(data, str(tmp_path / "bad"), device="auto", amp="fp16")
     with pytest.raises(TrainingFailed, match="rank 0 raised ValueError: amp") as failed:
         launch_stage(bad, on_line=lambda _: None, timeout_s=120)
     assert not failed.value.retriable
+
+
+def test_a_vanished_rank_is_an_interruption_that_resumes(tmp_path):
+    """A rank that vanishes without a permanent error is an interruption (retriable), resumable from
+    its last checkpoint; another run's checkpoints are no resume point."""
+    data = tiny_shards(tmp_path / "data", videos=8)
     killed = tiny_config(data, str(tmp_path / "killed"), epochs=10_000, save_every=1)
 
     def kill_a_rank_after_a_checkpoint(line: str) -> None:

@@ -85,7 +85,7 @@ def test_failure_records_class_errors_a_rerun_would_raise_again_as_permanent(tmp
     import torch
 
     from vimpac_core.errors import TransientDownloadError
-    from vimpac_core.train.launch import read_failures, record_failure
+    from vimpac_core.train.failures import read_failures, record_failure
 
     errors = [torch.OutOfMemoryError("CUDA out of memory"), ValueError("bad flag"), RuntimeError("NCCL timeout"),
               TransientDownloadError("503")]

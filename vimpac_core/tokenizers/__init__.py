@@ -29,7 +29,7 @@ _LAZY = {
     "convert_dalle": "dalle_io",
     "load_dalle_decoder": "dalle_io",
     "load_dalle_encoder": "dalle_io",
-    "TorchTokenizer": "runtime",
+    "TorchTokenizer": "torch_tokenizer",
     "VQVAETokenizer": "runtime",
     "load_tokenizer": "runtime",
     "VQVAE": "vqvae",

@@ -22,8 +22,8 @@ from vimpac_core.errors import TokenizerError
 from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.tokenizers.dalle import DalleDecoder, DalleEncoder, stats_to_pixels
 from vimpac_core.tokenizers.identity import make_tokenizer_id, sha256_stream
-from vimpac_core.tokenizers.runtime import TorchTokenizer
 from vimpac_core.tokenizers.safe_pickle import load_module_pickle, stand_in_state_dict
+from vimpac_core.tokenizers.torch_tokenizer import TorchTokenizer
 
 META_NAME = "dalle.json"
 PARTS = ("encoder", "decoder")

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from vimpac_core import interrupts
 from vimpac_core.errors import CheckpointError, ConfigError
+from vimpac_core.optim_state import load_optimizer_tensors, optimizer_tensors
 from vimpac_core.storage import complete_dir, replace_dir
 from vimpac_core.tokenizers.vqvae import VQVAE, VQVAEConfig, pixels_to_model_range
-from vimpac_core.train.checkpoint import load_optimizer_tensors, optimizer_tensors
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"

@@ -33,20 +33,14 @@ from pathlib import Path
 
 import psutil
 
-from vimpac_core.errors import PermanentError, TransientError, VimpacError
+from vimpac_core.errors import PermanentError, TransientError
 from vimpac_core.train.checkpoint import resumable_checkpoint
 from vimpac_core.train.config import TrainConfigBase
+from vimpac_core.train.failures import FAILURE_PREFIX, describe_failure, die_with_parent, read_failures
 
 # Config keys that may differ between a checkpoint's run and the run resuming it.
 RESUME_IGNORES = {"resume", "log_every", "keep_checkpoints", "node_rank", "rdzv_endpoint", "rdzv_id"}
 METRICS_WAIT_S = 60.0  # on several nodes, how long a launcher waits for global rank 0's metrics.json
-FAILURE_PREFIX = "failure-rank"
-# Exceptions a rerun would raise again: never retried. Out of memory counts: the same batch on the
-# same card runs out again (lower bs_per_gpu, raise gradient_accumulation).
-# Missing files and index errors (a token id past the vocabulary) come back the same way too.
-PERMANENT_TYPES = (ValueError, TypeError, LookupError, AttributeError, ImportError, NotImplementedError, AssertionError,
-                   MemoryError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
-PERMANENT_NAMES = {"OutOfMemoryError"}  # torch.OutOfMemoryError (a RuntimeError), named: no torch import here
 
 
 class TrainingFailed(PermanentError):
@@ -106,23 +100,6 @@ def write_stage_config(config: TrainConfigBase) -> Path:
     tmp.write_text(json.dumps(config.to_flat(), indent=1) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); no-op elsewhere.
-
-    Used between fork and exec of torchrun, and by each rank at start-up (torchrun starts ranks
-    in sessions of their own, so nothing else would reach them if torchrun were killed outright).
-    A rank whose torchrun died before this call fails on its own: it cannot reach torchrun's store.
-    """
-    if sys.platform != "linux":
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -270,37 +247,6 @@ def _group_alive(pgid: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
-
-
-def record_failure(output: str | Path, rank: int, err: BaseException) -> None:
-    """Rank side: write ``<output>/failure-rank<N>.json`` (type, message, permanent) for the launcher."""
-    if isinstance(err, VimpacError):
-        permanent = not err.retriable
-    else:
-        permanent = isinstance(err, PERMANENT_TYPES) or type(err).__name__ in PERMANENT_NAMES
-    message = " ".join(str(err).split())[:2000]  # one line: it becomes the command's last line
-    record = {"rank": rank, "type": type(err).__name__, "message": message, "permanent": permanent, "time": time.time()}
-    try:
-        Path(output).mkdir(parents=True, exist_ok=True)
-        Path(output, f"{FAILURE_PREFIX}{rank}.json").write_text(json.dumps(record) + "\n")
-    except OSError:
-        pass  # the exception itself still reaches torchrun's log
-
-
-def read_failures(output: str | Path) -> list[dict]:
-    """The failure records the ranks of the last launch wrote, first raised first (empty when none)."""
-    records = []
-    for path in sorted(Path(output).glob(f"{FAILURE_PREFIX}*.json")):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return sorted(records, key=lambda r: (r.get("time", 0.0), r.get("rank", 0)))
-
-
-def describe_failure(record: dict) -> str:
-    """'rank 1 raised IndexError: index out of range in self' (one line)."""
-    return f"rank {record.get('rank')} raised {record.get('type')}: {record.get('message')}"
 
 
 def resume_point(config: TrainConfigBase) -> Path | None:

@@ -54,6 +54,7 @@ class Run:
     state: TrainerState
     end_epoch: int
     stage_start_epoch: int
+    start_step: int = 0  # the step this run started at (a resumed checkpoint's, a next stage's)
     scaler: torch.amp.GradScaler | None = None
     writer: Any = None  # torch.utils.tensorboard.SummaryWriter on rank 0
     history: list[dict] = field(default_factory=list)

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vimpac_core.model.pretrained import resize_optimizer_state
+from vimpac_core.optim_state import load_optimizer_tensors
 from vimpac_core.precision import check_bf16
 from vimpac_core.train.checkpoint import (
     LoadedCheckpoint,
@@ -41,7 +42,6 @@ from vimpac_core.train.checkpoint import (
     capture_rng,
     latest_checkpoint,
     load_checkpoint,
-    load_optimizer_tensors,
     prune_checkpoints,
     restore_rng,
     save_checkpoint,
@@ -142,7 +142,7 @@ def setup_run(config: TrainConfigBase, env: DistEnv, objective: Objective) -> Ru
     run = Run(
         config=config, env=env, objective=objective, model=model, ddp=ddp, optimizer=optimizer,
         schedule=Schedule("constant", 0, 1), dataset=dataset, state=state,
-        end_epoch=stage_start + config.epochs, stage_start_epoch=stage_start,
+        end_epoch=stage_start + config.epochs, stage_start_epoch=stage_start, start_step=state.step,
     )
     if loaded is not None and loaded.state.schedule:
         run.schedule = Schedule.from_state_dict(loaded.state.schedule)
@@ -344,12 +344,9 @@ def train(config: TrainConfigBase, env: DistEnv, objective: Objective) -> dict:
         _open_writer(run)
         _train_loop(run, watch)
         final = save(run, "final")
-    # A cheap fingerprint per rank: DDP keeps replicas identical, so every rank prints the same value.
-    checksum = float(sum(p.detach().double().sum() for p in run.model.parameters()))
-    print(f"[{objective.name}] rank {env.rank} final weights checksum {checksum:.10e}", flush=True)
     metrics = {
         **(run.history[-1] if run.history else {}),
-        "step": run.state.step, "epoch": run.state.epoch, "batch_in_epoch": run.state.batch,
+        "start_step": run.start_step, "step": run.state.step, "epoch": run.state.epoch, "batch_in_epoch": run.state.batch,
         "total_steps": run.schedule.total_steps, "world_size": env.world_size,
         "checkpoint": str(final) if final else str(Path(config.checkpoint_dir) / "final"),
         **run.extra,

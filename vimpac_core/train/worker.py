@@ -1,6 +1,6 @@
 """The rank side of a launch: what every torchrun entry point (pretrain, finetune, evaluate) does
 around its work: die with torchrun, read the flat config, join the process group, record a failure
-for the launcher (launch.record_failure), leave the group."""
+for the launcher (failures.record_failure), leave the group."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vimpac_core.train.distributed import DistEnv, cleanup, init_distributed
-from vimpac_core.train.launch import die_with_parent, record_failure
+from vimpac_core.train.failures import die_with_parent, record_failure
 
 DONE_KEYS = ("step", "epoch", "checkpoint", "top1")
 

@@ -1,4 +1,5 @@
-"""Write token shards for tests directly with pyarrow (SHARD_SCHEMA), to any fsspec URL."""
+"""Synthetic token shards (SHARD_SCHEMA rows written directly with pyarrow, to any fsspec URL): the
+tests', benchmarks' and examples' stand-in for an ingest output."""
 
 from __future__ import annotations
 

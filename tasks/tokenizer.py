@@ -8,6 +8,7 @@ wherever they run.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from prefect.runtime import task_run
 
 from tasks.retry import only_transient
 from vimpac_core.inputs import read_video_list
+from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.tokenizers.evaluate import export_and_report
 from vimpac_core.tokenizers.frames import sample_frames, split_held_out
 from vimpac_core.tokenizers.train import TrainConfig, train_vqvae
@@ -37,10 +39,9 @@ def sample_frames_task(video_list: str, frame_size: int, fps: float, frames_per_
     logger.info("%d frames from %d videos: %d to train, %d held out", len(frames), len(set(owners.tolist())),
                 len(train), len(held_out))
     path = Path(out_dir) / FRAMES_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, train=train, held_out=held_out)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, train=train, held_out=held_out)
+    atomic_write_bytes(str(path), buffer.getvalue())
     return str(path)
 
 

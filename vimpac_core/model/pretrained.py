@@ -6,27 +6,27 @@ state_dict without the tied aliases of the decoder (they are restored from their
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
-import uuid
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vimpac_core.errors import CheckpointError
-from vimpac_core.storage import complete_dir, replace_dir
+from vimpac_core.model_folder import (  # noqa: F401 (the CLI imports them from here)
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    load_weights,
+    read_model_folder,
+    write_model_folder,
+)
 
 from .config import VimpacConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 # alias -> source: the decoder of the mask-prediction head shares the embedding and its bias.
 TIED_KEYS = {"mlm_head.decoder.weight": "backbone.embedding.weight", "mlm_head.decoder.bias": "mlm_head.bias"}
 HEAD_PREFIXES = ("mlm_head.", "cls_head.", "cls_fc.")
@@ -176,16 +176,10 @@ def load_pretrained_weights(
 
 
 def read_pretrained(path: str | Path) -> tuple[VimpacConfig, str, dict[str, torch.Tensor]]:
-    """-> (config, architecture class name, state_dict) of a saved folder; no pickle involved.
-
-    A folder that a kill left moved aside while being replaced (see ``storage.replace_dir``) is read
-    from where it survived."""
-    path = complete_dir(path) or Path(path)
-    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
-        raise CheckpointError(f"{path}: not a saved model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    raw: dict[str, Any] = json.loads((path / CONFIG_NAME).read_text())
-    architecture = raw.pop("architecture", "")
-    return VimpacConfig(**raw), architecture, load_file(str(path / WEIGHTS_NAME))
+    """-> (config, architecture class name, state_dict) of a saved folder (model_folder's format);
+    a folder that a kill left moved aside while being replaced is read from where it survived."""
+    raw, architecture, weights = read_model_folder(path)
+    return VimpacConfig(**raw), architecture, load_weights(weights)
 
 
 class PreTrainedMixin:
@@ -194,21 +188,10 @@ class PreTrainedMixin:
     config: VimpacConfig
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write config.json + model.safetensors to ``path`` atomically (temp dir, then rename)."""
-        final = Path(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k not in TIED_KEYS}
-            save_file(state, str(tmp / WEIGHTS_NAME))
-            meta = {"architecture": type(self).__name__, **self.config.model_dump()}
-            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-            replace_dir(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
+        """Write config.json + model.safetensors to ``path`` atomically (model_folder's format); the
+        tied aliases of the decoder are left out (restored from their sources on load)."""
+        state = {k: v for k, v in self.state_dict().items() if k not in TIED_KEYS}
+        return write_model_folder(path, state, self.config.model_dump(), type(self).__name__)
 
     @classmethod
     def from_pretrained(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vimpac_core.errors import CheckpointError
-from vimpac_core.model.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from vimpac_core.model_folder import CONFIG_NAME, WEIGHTS_NAME
 from vimpac_core.storage import atomic_write_bytes, complete_dir, replace_dir
 from vimpac_core.train.checkpoint import STATE_NAME, latest_checkpoint
 

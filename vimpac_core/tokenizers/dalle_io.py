@@ -16,7 +16,8 @@ from pathlib import Path
 
 import fsspec
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from vimpac_core.errors import TokenizerError
 from vimpac_core.storage import atomic_write_bytes
@@ -109,9 +110,7 @@ def convert_dalle(source: str | os.PathLike, out_dir: str | os.PathLike) -> Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{part}.safetensors"
-    tmp = weights.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"source_sha256": digest, "part": part})
-    os.replace(tmp, weights)
+    atomic_write_bytes(str(weights), save_safetensors(state, metadata={"source_sha256": digest, "part": part}))
     meta_path = out / META_NAME
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     meta[part] = {"source": os.path.basename(str(source)), "source_sha256": digest, **architecture(part, state)}

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from vimpac_core.storage import replace_dir
+from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.tokenizers.runtime import TorchTokenizer, VQVAETokenizer
 from vimpac_core.tokenizers.vqvae import VQVAE
 
@@ -77,17 +76,12 @@ def export_and_report(model: VQVAE, out_dir: str | os.PathLike, train: np.ndarra
     Returns the metrics, with ``tokenizer_id`` and ``tokenizer_spec`` (``vqvae:OUT/tokenizer``).
     """
     out = Path(out_dir)
-    final, tmp = out / TOKENIZER_DIR, out / f"{TOKENIZER_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    replace_dir(tmp, final)
+    final = model.save_pretrained(out / TOKENIZER_DIR)
     tok = VQVAETokenizer.from_pretrained(final)
     metrics, recon = evaluate_tokenizer(tok, held_out, train)
     metrics.update(tokenizer_id=tok.tokenizer_id, tokenizer_spec=f"vqvae:{final.resolve()}",
                    picture=str(save_comparison(held_out, recon, out / "reconstructions.png")))
     if history:
         metrics["final_train"] = history[-1]
-    tmp_json = out / "metrics.json.tmp"
-    tmp_json.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    os.replace(tmp_json, out / "metrics.json")
+    atomic_write_bytes(str(out / "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True).encode())
     return metrics

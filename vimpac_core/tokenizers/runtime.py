@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
+from vimpac_core.model_folder import WEIGHTS_NAME
 from vimpac_core.precision import check_bf16, check_precision
 from vimpac_core.tokenizers.base import parse_tokenizer_spec
 from vimpac_core.tokenizers.identity import make_tokenizer_id, sha256_file
 from vimpac_core.tokenizers.torch_tokenizer import TorchTokenizer
-from vimpac_core.tokenizers.vqvae import VQVAE, WEIGHTS_NAME, pixels_to_model_range
+from vimpac_core.tokenizers.vqvae import VQVAE, pixels_to_model_range
 
 
 class VQVAETokenizer(TorchTokenizer):

@@ -10,20 +10,20 @@ what ``load_tokenizer("vqvae:DIR")`` reads.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vimpac_core.errors import CheckpointError, ConfigError
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from vimpac_core.model_folder import (
+    load_weights,
+    read_model_folder,
+    write_model_folder,
+)
 
 
 def pixels_to_model_range(x: torch.Tensor) -> torch.Tensor:
@@ -215,32 +215,23 @@ class VQVAE(nn.Module):
         return self.decoder(quant)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created)."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt", "kind": "vqvae"})
-        (out / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2, sort_keys=True))
-        return out
+        """Write ``config.json`` and ``model.safetensors`` as the folder ``directory``, atomically
+        (model_folder's format, the one of every model)."""
+        return write_model_folder(directory, self.state_dict(), asdict(self.config), type(self).__name__,
+                                  metadata={"format": "pt", "kind": "vqvae"}, sort_keys=True)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> VQVAE:
         """Load a folder written by :meth:`save_pretrained`; raises CheckpointError if it is not one."""
-        src = Path(directory)
-        cfg_path, w_path = src / CONFIG_NAME, src / WEIGHTS_NAME
-        if not cfg_path.is_file() or not w_path.is_file():
-            raise CheckpointError(
-                f"{src} is not a VQ-VAE folder: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
-                "(write one with VQVAE.save_pretrained or `vimpac train-tokenizer`)"
-            )
+        raw, _, weights = read_model_folder(
+            directory, "a VQ-VAE folder (write one with VQVAE.save_pretrained or `vimpac train-tokenizer`)")
         try:
-            config = VQVAEConfig.from_dict(json.loads(cfg_path.read_text()))
+            config = VQVAEConfig.from_dict(raw)
         except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"{cfg_path}: invalid VQ-VAE config ({exc})") from exc
+            raise CheckpointError(f"{directory}: invalid VQ-VAE config ({exc})") from exc
         model = cls(config)
-        state = load_file(str(w_path), device="cpu")
         try:
-            model.load_state_dict(state, strict=True)
+            model.load_state_dict(load_weights(weights), strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"{w_path} does not fit the config in {cfg_path}: {exc}") from exc
+            raise CheckpointError(f"{weights} does not fit the config beside it: {exc}") from exc
         return model.to(device).eval()

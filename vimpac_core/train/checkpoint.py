@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
 import uuid
@@ -36,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from vimpac_core.errors import CheckpointError
 from vimpac_core.optim_state import optimizer_tensors
-from vimpac_core.storage import replace_dir
+from vimpac_core.storage import atomic_write_bytes, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ def save_checkpoint(
             **state.__dict__, "optimizer_groups": groups, "rng": rng_json, "grad_scaler": grad_scaler or None,
             **(extra or {}),
         }
-        _write_atomic(tmp / STATE_NAME, json.dumps(payload, indent=1, default=_json_default) + "\n")
+        atomic_write_bytes(str(tmp / STATE_NAME), (json.dumps(payload, indent=1, default=_json_default) + "\n").encode())
         replace_dir(tmp, final)  # two renames: latest_checkpoint copes with a kill in between
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,12 +122,6 @@ def save_checkpoint(
     _write_pointer(final.parent, final.name)
     _remove_leftovers(final.parent, keep=None)
     return final
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    part = path.with_name(f".{path.name}.part")
-    part.write_text(text)
-    os.replace(part, path)
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -151,9 +144,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _write_pointer(folder: Path, name: str) -> None:
-    tmp = folder / f".{LATEST}.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(name + "\n")
-    os.replace(tmp, folder / LATEST)
+    atomic_write_bytes(str(folder / LATEST), (name + "\n").encode())
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:

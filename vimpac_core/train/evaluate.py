@@ -24,6 +24,7 @@ import torch
 from vimpac_core.data import MultiViewTestClips, select_videos
 from vimpac_core.model import VimpacConfig, VimpacForClassification
 from vimpac_core.shards.reader import ShardIndex
+from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.train.distributed import DistEnv
 from vimpac_core.train.finetune_config import EvaluateConfig
 from vimpac_core.train.metrics import classification_metrics, write_evaluation
@@ -126,7 +127,7 @@ def evaluate(config: EvaluateConfig, env: DistEnv) -> dict:
         first = summary["clips"][str(config.num_test_clips[0])]
         summary.update({k: first[k] for k in ("top1", "top5", "mean_class_accuracy", "videos")})
         writer.close()
-        Path(config.output, "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+        atomic_write_bytes(str(Path(config.output, "metrics.json")), (json.dumps(summary, indent=1) + "\n").encode())
     return summary
 
 

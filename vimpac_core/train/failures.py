@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from vimpac_core.errors import VimpacError
+from vimpac_core.storage import atomic_write_bytes
 
 FAILURE_PREFIX = "failure-rank"
 # Exceptions a rerun would raise again: never retried. Out of memory counts: the same batch on the
@@ -49,8 +50,7 @@ def record_failure(output: str | Path, rank: int, err: BaseException) -> None:
     message = " ".join(str(err).split())[:2000]  # one line: it becomes the command's last line
     record = {"rank": rank, "type": type(err).__name__, "message": message, "permanent": permanent, "time": time.time()}
     try:
-        Path(output).mkdir(parents=True, exist_ok=True)
-        Path(output, f"{FAILURE_PREFIX}{rank}.json").write_text(json.dumps(record) + "\n")
+        atomic_write_bytes(str(Path(output, f"{FAILURE_PREFIX}{rank}.json")), (json.dumps(record) + "\n").encode())
     except OSError:
         pass  # the exception itself still reaches torchrun's log
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from vimpac_core.errors import PermanentError, TransientError
+from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.train.checkpoint import resumable_checkpoint
 from vimpac_core.train.config import TrainConfigBase
 from vimpac_core.train.failures import FAILURE_PREFIX, describe_failure, die_with_parent, read_failures
@@ -93,13 +94,9 @@ def stage_command(config_file: str | Path, config: TrainConfigBase) -> list[str]
 
 def write_stage_config(config: TrainConfigBase) -> Path:
     """Store the stage's config as ``<output>/run_config.json`` (what the ranks read)."""
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "run_config.json"
-    tmp = path.with_suffix(f".json.{os.getpid()}.{threading.get_ident()}.tmp")  # nodes sharing output write it too
-    tmp.write_text(json.dumps(config.to_flat(), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    path = Path(config.output) / "run_config.json"
+    atomic_write_bytes(str(path), (json.dumps(config.to_flat(), indent=1) + "\n").encode())  # unique temp names:
+    return path  # nodes sharing the output write it too
 
 
 def _tree(pid: int) -> list[psutil.Process]:

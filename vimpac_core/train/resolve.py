@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vimpac_core.errors import CheckpointError, ConfigError
 from vimpac_core.model import VimpacConfig
-from vimpac_core.model.pretrained import CONFIG_NAME
+from vimpac_core.model_folder import CONFIG_NAME
 from vimpac_core.storage import complete_dir
 from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 from vimpac_core.train.preflight import DataFacts, check_fits, data_facts

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from vimpac_core.model.pretrained import resize_optimizer_state
 from vimpac_core.optim_state import load_optimizer_tensors
 from vimpac_core.precision import check_bf16
+from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.train.checkpoint import (
     LoadedCheckpoint,
     TrainerState,
@@ -352,7 +353,7 @@ def train(config: TrainConfigBase, env: DistEnv, objective: Objective) -> dict:
         **run.extra,
     }
     if env.is_main:
-        Path(config.output, "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        atomic_write_bytes(str(Path(config.output, "metrics.json")), (json.dumps(metrics, indent=1) + "\n").encode())
         if run.writer is not None:
             run.writer.close()
     return metrics

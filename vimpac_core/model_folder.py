@@ -1,0 +1,67 @@
+"""The one folder format of every saved model, the VIMPAC transformers and the VQ-VAE tokenizer:
+``config.json`` (the model's config, with ``architecture``: the class that wrote it) beside
+``model.safetensors`` (the state_dict; no pickle anywhere).
+
+`write_model_folder` writes both into a hidden temporary folder next to the target and swaps it in
+(``storage.replace_dir``), so a reader sees the old folder or the new one, never half of one;
+`read_model_folder` reads one back, also from where a kill during that swap left it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from vimpac_core.errors import CheckpointError
+from vimpac_core.storage import complete_dir, replace_dir
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def write_model_folder(
+    path: str | Path, state: dict[str, torch.Tensor], config: dict[str, Any], architecture: str,
+    *, metadata: dict[str, str] | None = None, sort_keys: bool = False,
+) -> Path:
+    """Write ``state`` (moved to CPU, contiguous) and ``{"architecture": ..., **config}`` as the
+    folder ``path`` atomically; ``metadata`` goes into the safetensors header. Returns ``path``."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=metadata)
+        meta = {"architecture": architecture, **config}
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=sort_keys) + "\n")
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_model_folder(path: str | Path, what: str = "a saved model folder") -> tuple[dict[str, Any], str, Path]:
+    """-> (config as saved, without ``architecture``; the architecture, "" when the folder predates
+    it; the path of its weights). Raises CheckpointError naming the folder when it is not one."""
+    folder = complete_dir(path) or Path(path)
+    config_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not config_path.is_file() or not weights.is_file():
+        raise CheckpointError(f"{folder} is not {what} (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        raw = json.loads(config_path.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object of config fields")
+    return raw, str(raw.pop("architecture", "")), weights
+
+
+def load_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """The state_dict of a folder's ``model.safetensors`` (on CPU)."""
+    return load_file(str(weights), device="cpu")

@@ -36,7 +36,7 @@ from vimpac_core.model import VimpacConfig
 from vimpac_core.tokenizers.base import parse_tokenizer_spec
 from vimpac_core.tokenizers.train import TrainConfig
 from vimpac_core.tokenizers.vqvae import VQVAEConfig
-from vimpac_core.train.config import PretrainConfig, load_yaml
+from vimpac_core.train.config import PretrainConfig, chain_stages, load_yaml
 from vimpac_core.train.finetune_config import FinetuneConfig
 
 # Ingest fields the pipeline sets itself.
@@ -227,12 +227,11 @@ class PipelineConfig(BaseModel):
         return self.out_path("tokenizer")
 
     def _stage_flats(self) -> list[dict[str, Any]]:
-        """Flat stage dicts (data/output not yet set), stage 2 merged over stage 1."""
+        """Flat stage dicts (data not yet set) chained as every pre-training run chains them."""
         flat = {k: v for k, v in self.pretrain.items() if k != "stage2"}
         if self.tokenizer is None and "vocab_size" not in flat:
             flat["vocab_size"] = self.train_tokenizer.codebook_size  # our VQ-VAE's codes are the vocabulary
-        stage2 = self.pretrain.get("stage2")
-        return [flat] if stage2 is None else [flat, {"different_shape": True, **flat, **stage2}]
+        return chain_stages(flat, self.pretrain.get("stage2"), self.out_path("pretrain"))
 
     def frame_sizes(self) -> list[int]:
         """The distinct frame sizes of the stages, in stage order: one ingest run each."""
@@ -256,16 +255,8 @@ class PipelineConfig(BaseModel):
 
     def pretrain_stages(self) -> list[PretrainConfig]:
         """Validated stages reading the ingest outputs; stage 2 continues stage 1's final checkpoint."""
-        stages: list[PretrainConfig] = []
-        flats = self._stage_flats()
-        for number, flat in enumerate(flats, start=1):
-            stage = dict(flat)
-            stage["data"] = self.ingest_out(_frame_size(stage))
-            stage["output"] = self.out_path("pretrain", f"stage{number}") if len(flats) > 1 else self.out_path("pretrain")
-            if number == 2:
-                stage["load"] = str(Path(stages[0].checkpoint_dir) / "final")
-            stages.append(PretrainConfig.from_flat(stage))
-        return stages
+        return [PretrainConfig.from_flat({**flat, "data": self.ingest_out(_frame_size(flat))})
+                for flat in self._stage_flats()]
 
     # ---- fine-tune tasks ----
     def task_path(self, task: FinetuneTask, *parts: str) -> str:

@@ -129,3 +129,24 @@ def test_pretrain_presets_read_consecutive_2fps_token_frames():
     presets = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
     for name in ("small", "large", "large_frame256cont"):
         assert yaml.safe_load((presets / f"{name}.yaml").read_text())["frame_rate"] == 1, name
+
+
+def test_a_preset_and_the_pipeline_chain_the_same_stages(tmp_path):
+    """`vimpac pretrain PRESET` and the pipeline build stage 2 through one rule (chain_stages): the same
+    preset gives the same stages, outputs and start checkpoints, whichever reads it."""
+    from vimpac_core.pipeline_config import PipelineConfig
+
+    preset = yaml.safe_load((PRESETS / "tiny.yaml").read_text())
+    assert isinstance(preset.get("stage2"), dict)  # a two-stage preset
+    pretrain = {k: v for k, v in preset.items() if k not in ("data", "output")}
+    pretrain["stage2"] = {k: v for k, v in preset["stage2"].items() if k not in ("data", "output")}
+    pipeline = PipelineConfig(videos="v.csv", out=str(tmp_path / "run"), tokenizer="vqvae:/x", pretrain=pretrain)
+    from_pipeline = pipeline.pretrain_stages()
+    file = tmp_path / "preset.yaml"
+    file.write_text(yaml.safe_dump({**pretrain, "output": str(tmp_path / "run" / "pretrain")}))
+    data1, data2 = (stage.data for stage in from_pipeline)  # the ingest outputs at each stage's frame size
+    from_preset = parse_stages(file, {"data": data1, "stage2.data": data2})
+    assert from_preset == from_pipeline
+    first, second = from_preset
+    assert (first.output, second.output) == (str(tmp_path / "run/pretrain/stage1"), str(tmp_path / "run/pretrain/stage2"))
+    assert second.load == str(tmp_path / "run/pretrain/stage1/checkpoints/final") and second.different_shape

@@ -214,6 +214,21 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def chain_stages(stage1: dict[str, Any], stage2: dict[str, Any] | None, output: str | None) -> list[dict[str, Any]]:
+    """The flat configs of a pre-training run's stages: the one rule by which stage 2 continues stage 1.
+
+    ``stage2`` holds stage 2's changes over ``stage1`` (None: one stage, written to ``output`` when
+    given). With two stages, stage i writes to ``<output>/stage<i>``, and stage 2 loads stage 1's final
+    checkpoint, resizing its positional tables (``different_shape``) unless a stage says otherwise."""
+    if stage2 is None:
+        return [dict(stage1) if output is None else {**stage1, "output": output}]
+    root = str(output if output is not None else stage1.get("output", ".")).rstrip("/") or "/"  # keeps a URL's "//"
+    first = {**stage1, "output": f"{root}/stage1"}
+    second = {"different_shape": True, **stage1, **stage2, "output": f"{root}/stage2"}
+    second["load"] = str(Path(first["output"]) / "checkpoints" / "final")
+    return [first, second]
+
+
 def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> list[PretrainConfig]:
     """The stages of a preset: the file is stage 1; its optional ``stage2`` key (a mapping, or the
     name of a YAML file next to it) holds stage 2's changes over stage 1. ``overrides`` (CLI flags)
@@ -228,18 +243,11 @@ def parse_stages(path: str | Path, overrides: dict[str, Any] | None = None) -> l
     overrides = dict(overrides or {})
     stage2_only = {k[len("stage2."):]: overrides.pop(k) for k in list(overrides) if k.startswith("stage2.")}
     flat.update(overrides)
-    if stage2 is None:
-        if stage2_only:
-            raise ConfigError(f"stage2.{next(iter(stage2_only))}: the preset {str(path)!r} has no stage 2")
-        return [PretrainConfig.from_flat(auto_vocab(flat))]
+    if stage2 is None and stage2_only:
+        raise ConfigError(f"stage2.{next(iter(stage2_only))}: the preset {str(path)!r} has no stage 2")
     if isinstance(stage2, str):
         stage2 = load_yaml(Path(path).parent / stage2)
-    if not isinstance(stage2, dict):
+    if stage2 is not None and not isinstance(stage2, dict):
         raise ConfigError(f"stage2 in {str(path)!r} must be a mapping or a YAML file name")
-    root = str(flat.get("output", ".")).rstrip("/") or "/"  # a string join keeps a URL's "//" for the check
-    first = PretrainConfig.from_flat(auto_vocab({**flat, "output": f"{root}/stage1"}))
-    # stage 2 continues stage 1 of this run: its output and starting checkpoint are fixed here.
-    second_flat = {**flat, **stage2, **overrides, **stage2_only}
-    second_flat.update(output=f"{root}/stage2", load=str(Path(first.checkpoint_dir) / "final"))
-    second_flat.setdefault("different_shape", True)
-    return [first, PretrainConfig.from_flat(auto_vocab(second_flat))]
+    changes = None if stage2 is None else {**stage2, **overrides, **stage2_only}
+    return [PretrainConfig.from_flat(auto_vocab(stage)) for stage in chain_stages(flat, changes, None)]

@@ -1,6 +1,8 @@
-"""Training: config, AdamW groups, LR schedules, checkpoints, DDP helpers, the loop, launcher."""
+"""Training: configs, the shared trainer with its objectives (pre-training, fine-tuning),
+evaluation, AdamW groups, LR schedules, checkpoints, DDP helpers, the torchrun launcher."""
 
-from vimpac_core.train.config import PretrainConfig, parse_stages
+from vimpac_core.train.config import PretrainConfig, TrainConfigBase, parse_stages
+from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 from vimpac_core.train.schedule import Schedule
 
-__all__ = ["PretrainConfig", "Schedule", "parse_stages"]
+__all__ = ["EvaluateConfig", "FinetuneConfig", "PretrainConfig", "Schedule", "TrainConfigBase", "parse_stages"]

@@ -122,7 +122,7 @@ def test_imported_release_snapshot_and_finetuned_checkpoints_load(pretrained, tm
 def test_test_labels_beyond_the_model_classes_fail_before_work(pretrained, tmp_path):
     root, data, final = pretrained
     from tests.finetune.helpers import time_order_rows
-    from tests.token_shards import write_token_shards
+    from vimpac_core.shards.synthetic import write_token_shards
 
     rows = time_order_rows(2, seed=5, prefix="x")
     rows[0]["label"] = 4  # a class the training data does not have

@@ -129,3 +129,18 @@ def test_test_labels_beyond_the_model_classes_fail_before_work(pretrained, tmp_p
     write_token_shards(str(tmp_path / "test"), rows)
     with pytest.raises(ConfigError, match=r"test_data: .* has label 4, but the model has 2 classes"):
         _config(data, tmp_path / "ft", load=str(final), test_data=str(tmp_path / "test"))
+
+
+def test_training_videos_without_a_train_view_are_left_out_and_counted(pretrained, tmp_path):
+    from tests.finetune.helpers import VIEWS, time_order_rows
+    from vimpac_core.shards.synthetic import write_token_shards
+    from vimpac_core.train.finetune import train as finetune
+
+    root, _, final = pretrained
+    rows = time_order_rows(4, seed=6, prefix="y") + time_order_rows(1, seed=7, prefix="z", views=VIEWS[1:])
+    write_token_shards(str(tmp_path / "d"), rows)
+    cfg = _config(str(tmp_path / "d"), tmp_path / "ft", load=str(final), train_views=[VIEWS[0]], epochs=1,
+                  test_views=[VIEWS[0]])
+    metrics = finetune(cfg, CPU)
+    assert metrics["train_left_out"] == 2 and metrics["step"] == 2  # the z pair has only the other view: 8 videos, 2 x 4
+    assert metrics["test_top1"] >= 0.0 and metrics["eval_epoch"] == 1

@@ -60,10 +60,12 @@ class FinetuneObjective:
 
     def __init__(self) -> None:
         self._indexes: dict[tuple, tuple] = {}  # test / validation videos, built once per process
+        self.train_left_out = 0  # training videos with none of train_views
 
     def build_dataset(self, config: FinetuneConfig, env: DistEnv) -> FinetuneClips:
         index = ShardIndex.build(config.data, split=config.split, storage_options=config.storage_options or None)
         index, left_out = select_videos(labelled(index), config.train_views, need_all=False)
+        self.train_left_out = len(left_out)
         if left_out and env.is_main:
             print(f"[finetune] {len(left_out)} training video(s) have none of {config.train_views}: left out", flush=True)
         m = config.model
@@ -99,7 +101,7 @@ class FinetuneObjective:
         epoch = run.state.epoch  # epochs completed
         if epoch % config.eval_per_epochs and epoch != run.end_epoch:
             return {}
-        out = {"eval_epoch": epoch}
+        out = {"eval_epoch": epoch, "train_left_out": self.train_left_out}
         if config.val_data:
             val = self._evaluate(run, config.val_data, config.val_split, "val")
             out["val_top1"] = val["top1"]

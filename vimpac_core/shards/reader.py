@@ -42,7 +42,7 @@ class RowRef:
 
 
 @dataclass
-class VideoEntry:
+class IndexedVideo:
     """One video of the index: its label/split and the rows of each of its views."""
 
     video_id: str
@@ -58,7 +58,7 @@ class ShardIndex:
     same folder enumerates the same videos in the same order on every rank and worker.
     """
 
-    def __init__(self, url: str, files: list[str], videos: list[VideoEntry], storage_options: dict | None):
+    def __init__(self, url: str, files: list[str], videos: list[IndexedVideo], storage_options: dict | None):
         self.url = url
         self.files = files
         self.videos = videos
@@ -91,7 +91,7 @@ class ShardIndex:
             raise ShardReadError(f"no shard files (*.parquet) under {url!r}: run `vimpac ingest` first or fix the URL")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         files = [p if protocol in ("file", "local") else f"{protocol}://{p}" for p in paths]
-        videos: dict[str, VideoEntry] = {}
+        videos: dict[str, IndexedVideo] = {}
         for file_idx, path in enumerate(paths):
             with fs.open(path, "rb") as handle:
                 parquet = pq.ParquetFile(handle)
@@ -102,7 +102,7 @@ class ShardIndex:
                         if split is not None and table["split"][row] not in (split, None):
                             continue
                         vid = table["video_id"][row]
-                        entry = videos.setdefault(vid, VideoEntry(vid, table["label"][row], table["split"][row]))
+                        entry = videos.setdefault(vid, IndexedVideo(vid, table["label"][row], table["split"][row]))
                         entry.views[table["view"][row]] = RowRef(
                             file_idx, rg, row, table["num_frames"][row], table["grid_h"][row], table["grid_w"][row]
                         )
@@ -113,7 +113,7 @@ class ShardIndex:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, video_id: str) -> VideoEntry:
+    def __getitem__(self, video_id: str) -> IndexedVideo:
         try:
             return self.videos[self._by_id[video_id]]
         except KeyError:

@@ -24,7 +24,6 @@ checkpoint, committed shards are reused); a changed tokenizer or ingest setting 
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +62,12 @@ class TokenizerTrainSettings(BaseModel):
     @field_validator("train")
     @classmethod
     def _valid_train(cls, value: dict[str, Any]) -> dict[str, Any]:
-        known = {f.name for f in fields(TrainConfig)}
+        known = set(TrainConfig.model_fields)
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"train_tokenizer.train: unknown field(s) {unknown}; known: {sorted(known)}")
         model = value.get("model", {})
-        model_known = {f.name for f in fields(VQVAEConfig)}
+        model_known = set(VQVAEConfig.model_fields)
         if not isinstance(model, dict) or set(model) - model_known:
             raise ValueError(f"train_tokenizer.train.model: must map VQVAEConfig fields {sorted(model_known)}")
         TrainConfig(**value)  # every range check, at construction

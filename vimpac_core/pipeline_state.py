@@ -9,7 +9,6 @@ or None when the stage must run.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ def finished_tokenizer(out_dir: str | Path, train: TrainConfig) -> dict | None:
         return None
     saved = _json(checkpoint / TRAIN_CONFIG)
     final = (metrics.get("final_train") or {}).get("step")
-    return metrics if _same(saved, asdict(train)) and final == train.steps else None
+    return metrics if _same(saved, train.model_dump(mode="json")) and final == train.steps else None
 
 
 def finished_stage(output: str | Path, flat_config: dict[str, Any]) -> dict | None:

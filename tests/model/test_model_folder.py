@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -48,7 +47,7 @@ def test_a_tokenizer_folder_of_the_earlier_layout_loads_and_tokenizes_alike(tmp_
     old.mkdir()
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(old / WEIGHTS_NAME), metadata={"format": "pt", "kind": "vqvae"})
-    (old / CONFIG_NAME).write_text(json.dumps(asdict(model.config), indent=2, sort_keys=True))
+    (old / CONFIG_NAME).write_text(json.dumps(model.config.model_dump(mode="json"), indent=2, sort_keys=True))
     new = model.save_pretrained(tmp_path / "new")
     for folder in (old, new):
         with safe_open(str(folder / WEIGHTS_NAME), "pt") as f:

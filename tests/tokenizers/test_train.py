@@ -112,3 +112,13 @@ def test_unreadable_videos_are_skipped_and_none_is_an_error(real_entries, tmp_pa
         sample_frames([VideoEntry(uri=str(bad), video_id="broken")], 32)
     with pytest.raises(ConfigError, match="multiple of 8"):
         sample_frames(real_entries, 30)
+
+
+def test_configs_are_validated_models_whose_errors_name_the_field():
+    cfg = TrainConfig(steps=5, model={"codebook_size": 16})
+    assert cfg.model == VQVAEConfig(codebook_size=16) and TrainConfig(**cfg.model_dump()) == cfg
+    for bad, field in [({"steps": 0}, "steps"), ({"lr": -1.0}, "lr"), ({"model": {"codebook_size": 1}}, "codebook_size"),
+                       ({"model": {"channels": (8, 0, 8)}}, "channels.1"), ({"stepz": 3}, "stepz")]:
+        with pytest.raises(ConfigError, match=rf"^invalid tokenizer training config: {field}: .*\(got "):
+            TrainConfig(**bad)
+    assert VQVAEConfig.from_dict({"codebook_size": 8, "architecture": "VQVAE", "later_field": 1}).codebook_size == 8

@@ -16,16 +16,18 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
+from pydantic import ConfigDict, Field
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from vimpac_core import interrupts
+from vimpac_core.config_base import CheckedConfig
 from vimpac_core.errors import CheckpointError, ConfigError
 from vimpac_core.optim_state import load_optimizer_tensors, optimizer_tensors
 from vimpac_core.storage import complete_dir, replace_dir
@@ -37,28 +39,20 @@ TRAINER_STATE = "trainer.safetensors"  # Adam moments by parameter name + the to
 TRAIN_CONFIG = "train_config.json"
 
 
-@dataclass
-class TrainConfig:
-    """steps: optimizer steps; batch_size: frames per step; lr: Adam learning rate;
-    checkpoint_every / log_every: in steps; hflip: random horizontal flips."""
+class TrainConfig(CheckedConfig):
+    """How the VQ-VAE tokenizer trains (a ConfigError names the field of a bad value)."""
 
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 2e-3
-    seed: int = 0
-    checkpoint_every: int = 200
-    log_every: int = 50
-    hflip: bool = True
-    model: VQVAEConfig = field(default_factory=VQVAEConfig)
+    KIND: ClassVar[str] = "tokenizer training"
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            self.model = VQVAEConfig.from_dict(self.model)
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"TrainConfig.lr={self.lr}: must be > 0")
+    steps: int = Field(2000, ge=1, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="frames per step")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate")
+    seed: int = Field(0, description="seed of the initial weights and of the frame order")
+    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
+    log_every: int = Field(50, ge=1, description="steps between logged losses")
+    hflip: bool = Field(True, description="random horizontal flips")
+    model: VQVAEConfig = Field(default_factory=VQVAEConfig, description="the VQ-VAE's shape (VQVAEConfig fields)")
 
 
 def to_model_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -86,7 +80,7 @@ def save_checkpoint(out_dir: Path, model: VQVAE, opt: torch.optim.Optimizer, ste
     model.save_pretrained(tmp)
     tensors = {f"optimizer/{k}": v for k, v in optimizer_tensors(opt).items()}
     save_file({**tensors, "torch_rng": torch.get_rng_state()}, str(tmp / TRAINER_STATE), metadata={"step": str(step)})
-    (tmp / TRAIN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))
+    (tmp / TRAIN_CONFIG).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True))
     return replace_dir(tmp, final)
 
 

@@ -11,14 +11,16 @@ what ``load_tokenizer("vqvae:DIR")`` reads.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, Field, PositiveInt
 from torch import nn
 
-from vimpac_core.errors import CheckpointError, ConfigError
+from vimpac_core.config_base import CheckedConfig
+from vimpac_core.errors import CheckpointError
 from vimpac_core.model_folder import (
     load_weights,
     read_model_folder,
@@ -31,42 +33,27 @@ def pixels_to_model_range(x: torch.Tensor) -> torch.Tensor:
     return x.mul_(2.0 / 255.0).sub_(1.0)
 
 
-@dataclass
-class VQVAEConfig:
-    """Shape and training constants of a VQ-VAE.
+class VQVAEConfig(CheckedConfig):
+    """Shape and training constants of a VQ-VAE (a ConfigError names the field of a bad value)."""
 
-    channels: widths of the three stride-2 stages (downsample 2**3 = 8).
-    num_res_blocks: residual blocks at the lowest resolution, in encoder and decoder.
-    embed_dim: dimension of a code vector; codebook_size: number of codes (vocab).
-    commitment_cost: beta of the commitment loss; ema_decay: codebook EMA decay.
-    dead_code_threshold: a code whose EMA usage count drops below this is restarted.
-    """
+    KIND: ClassVar[str] = "VQ-VAE"
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    codebook_size: int = 512
-    embed_dim: int = 64
-    channels: tuple[int, int, int] = (32, 64, 128)
-    num_res_blocks: int = 2
-    in_channels: int = 3
-    commitment_cost: float = 0.25
-    ema_decay: float = 0.99
-    ema_eps: float = 1e-5
-    dead_code_threshold: float = 1.0
-
-    def __post_init__(self) -> None:
-        self.channels = tuple(int(c) for c in self.channels)
-        if len(self.channels) != 3 or min(self.channels) < 1:
-            raise ConfigError(f"VQVAEConfig.channels={self.channels!r}: need 3 positive widths (downsample 8)")
-        if self.codebook_size < 2:
-            raise ConfigError(f"VQVAEConfig.codebook_size={self.codebook_size}: need at least 2 codes")
-        if self.embed_dim < 1 or self.num_res_blocks < 0:
-            raise ConfigError("VQVAEConfig.embed_dim must be >= 1 and num_res_blocks >= 0")
-        if not 0.0 < self.ema_decay < 1.0:
-            raise ConfigError(f"VQVAEConfig.ema_decay={self.ema_decay}: must be in (0, 1)")
+    codebook_size: int = Field(512, ge=2, description="number of codes (the token vocabulary); at least 2")
+    embed_dim: int = Field(64, ge=1, description="dimension of a code vector")
+    channels: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        (32, 64, 128), description="widths of the three stride-2 stages (downsample 2**3 = 8)")
+    num_res_blocks: int = Field(2, ge=0, description="residual blocks at the lowest resolution, in encoder and decoder")
+    in_channels: int = Field(3, ge=1, description="picture channels (RGB)")
+    commitment_cost: float = Field(0.25, ge=0, description="beta of the commitment loss")
+    ema_decay: float = Field(0.99, gt=0, lt=1, description="codebook EMA decay, in (0, 1)")
+    ema_eps: float = Field(1e-5, gt=0, description="EMA smoothing of the code counts")
+    dead_code_threshold: float = Field(1.0, ge=0, description="a code whose EMA usage count drops below this is restarted")
 
     @classmethod
     def from_dict(cls, data: dict) -> VQVAEConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """From a saved config.json: keys this version does not know are left out."""
+        return cls(**{k: v for k, v in data.items() if k in cls.model_fields})
 
 
 class ResBlock(nn.Module):
@@ -217,7 +204,7 @@ class VQVAE(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` as the folder ``directory``, atomically
         (model_folder's format, the one of every model)."""
-        return write_model_folder(directory, self.state_dict(), asdict(self.config), type(self).__name__,
+        return write_model_folder(directory, self.state_dict(), self.config.model_dump(mode="json"), type(self).__name__,
                                   metadata={"format": "pt", "kind": "vqvae"}, sort_keys=True)
 
     @classmethod

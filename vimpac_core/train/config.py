@@ -19,6 +19,7 @@ import yaml
 from fsspec.core import split_protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vimpac_core.config_base import describe_validation_error
 from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
 
@@ -155,7 +156,7 @@ class TrainConfigBase(BaseModel):
         try:
             return cls(model=model, **values)
         except ValidationError as err:
-            raise ConfigError(_describe(err, cls.KIND)) from None
+            raise ConfigError(describe_validation_error(err, cls.KIND)) from None
 
     def to_flat(self) -> dict[str, Any]:
         """The inverse of from_flat (JSON-able): what a preset file or the launcher passes on."""
@@ -189,18 +190,6 @@ class PretrainConfig(TrainConfigBase):
         if self.mask_blocks == 0:
             raise ValueError("mask_blocks: 0 masks nothing; use > 0 blocks or < 0 for i.i.d. masking (-p*1000)")
         return self
-
-
-def _describe(err: ValidationError, kind: str) -> str:
-    lines = []
-    for e in err.errors():
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        if e["type"] == "value_error":  # a validator's message names its fields itself
-            lines.append(msg)
-        else:
-            field = ".".join(str(p) for p in e["loc"] if p != "model")
-            lines.append(f"{field}: {msg} (got {e.get('input')!r})")
-    return f"invalid {kind} config: " + "; ".join(lines)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vimpac_core.config_base import describe_validation_error
 from vimpac_core.errors import ConfigError
-from vimpac_core.train.config import TrainConfigBase, _describe, local_folder
+from vimpac_core.train.config import TrainConfigBase, local_folder
 
 ClipPosition = Literal["start", "center"]
 
@@ -140,7 +141,7 @@ class EvaluateConfig(BaseModel):
         try:
             return cls(**values)
         except ValidationError as err:
-            raise ConfigError(_describe(err, cls.KIND)) from None
+            raise ConfigError(describe_validation_error(err, cls.KIND)) from None
 
     def to_flat(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -44,16 +44,16 @@ STEP_TOLERANCE, MEAN_TOLERANCE = 0.05, 0.01
 
 def test_fp16_needs_a_gpu_and_bf16_needs_native_support(monkeypatch, tmp_path):
     monkeypatch.delenv(ALLOW_EMULATED_ENV, raising=False)
-    cfg = tiny_config("d", str(tmp_path), amp="bf16")  # device cpu: allowed by the config now
+    assert tiny_config("d", str(tmp_path), amp="bf16").amp == "bf16"  # device cpu: allowed by the config now
     if bf16_unsupported_reason("cpu") is None:
-        check_amp(cfg, CPU)  # native bf16: nothing to refuse
+        check_amp("bf16", CPU.device)  # native bf16: nothing to refuse
     else:
         with pytest.raises(ConfigError, match=r"^amp: bf16 on cpu: this CPU has no native bf16.*use amp 'none'"):
-            check_amp(cfg, CPU)
+            check_amp("bf16", CPU.device)
     with pytest.raises(ConfigError, match="amp: 'fp16'.*needs a GPU"):
         tiny_config("d", str(tmp_path), amp="fp16")
     with pytest.raises(ValueError, match="amp: 'fp16'.*needs a GPU, this run is on cpu"):
-        check_amp(tiny_config("d", str(tmp_path), amp="fp16", device="auto"), CPU)
+        check_amp("fp16", CPU.device)
 
 
 def _losses(output: Path) -> dict[int, float]:

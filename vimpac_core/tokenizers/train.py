@@ -91,11 +91,11 @@ def find_checkpoint(out_dir: Path) -> Path | None:
     return found if found is not None and (found / TRAINER_STATE).is_file() else None
 
 
-def load_checkpoint(path: Path, cfg: TrainConfig) -> tuple[VQVAE, dict]:
-    """(model, trainer state) from a checkpoint folder; the model config must equal ``cfg.model``."""
+def load_checkpoint(path: Path, model_config: VQVAEConfig) -> tuple[VQVAE, dict]:
+    """(model, trainer state) from a checkpoint folder; its model config must equal ``model_config``."""
     model = VQVAE.from_pretrained(path)
-    if model.config != cfg.model:
-        raise CheckpointError(f"{path} was trained with model config {model.config}, not {cfg.model}; "
+    if model.config != model_config:
+        raise CheckpointError(f"{path} was trained with model config {model.config}, not {model_config}; "
                               "use the same model flags to resume, or another --out")
     try:
         with safe_open(str(path / TRAINER_STATE), "pt") as f:
@@ -123,7 +123,7 @@ def train_vqvae(frames: np.ndarray, out_dir: str | os.PathLike, cfg: TrainConfig
     if data.ndim != 4 or data.dtype != torch.uint8 or len(data) == 0:
         raise ConfigError(f"training frames must be uint8 [N, S, S, 3] with N >= 1, got {tuple(data.shape)}")
     if found:
-        model, state = load_checkpoint(found, cfg)
+        model, state = load_checkpoint(found, cfg.model)
         torch.set_rng_state(state["torch_rng"])
         start = int(state["step"])
         emit(f"resuming from {found} at step {start}")

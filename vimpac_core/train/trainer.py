@@ -72,24 +72,22 @@ def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManage
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def check_amp(config: TrainConfigBase, env: DistEnv) -> None:
+def check_amp(amp: str, device: torch.device) -> None:
     """Raise (permanent) when the precision cannot run on this rank's device: fp16 and its loss
     scaler need a GPU; bf16 needs native bf16 (a GPU of compute capability 8.0+, or a CPU with
     AVX-512 / AMX / Arm BF16; ConfigError, see ``vimpac_core.precision``)."""
-    if config.amp == "fp16" and env.device.type != "cuda":
-        raise ValueError(f"amp: 'fp16' (with its loss scaler) needs a GPU, this run is on {env.device}; "
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp: 'fp16' (with its loss scaler) needs a GPU, this run is on {device}; "
                          "use amp 'bf16' or 'none'")
-    if config.amp == "bf16":
-        check_bf16(env.device, "amp", "amp 'none'")
+    if amp == "bf16":
+        check_bf16(device, "amp", "amp 'none'")
 
 
-def make_grad_scaler(
-    config: TrainConfigBase, env: DistEnv, loaded: LoadedCheckpoint | None
-) -> torch.amp.GradScaler | None:
+def make_grad_scaler(amp: str, device: torch.device, loaded: LoadedCheckpoint | None) -> torch.amp.GradScaler | None:
     """fp16's loss scaler, carrying on from the checkpoint's scale and growth counter when it has one."""
-    if config.amp != "fp16":
+    if amp != "fp16":
         return None
-    scaler = torch.amp.GradScaler(env.device.type)
+    scaler = torch.amp.GradScaler(device.type)
     if loaded is not None and loaded.grad_scaler:
         scaler.load_state_dict(loaded.grad_scaler)
     return scaler
@@ -108,7 +106,7 @@ def start_point(config: TrainConfigBase) -> tuple[str, Path | None]:
 
 def setup_run(config: TrainConfigBase, env: DistEnv, objective: Objective) -> Run:
     """Model, optimizer, schedule, data and trainer state for this rank, from the start point."""
-    check_amp(config, env)
+    check_amp(config.amp, env.device)
     dataset = objective.build_dataset(config, env)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = objective.build_model(config)
@@ -150,7 +148,7 @@ def setup_run(config: TrainConfigBase, env: DistEnv, objective: Objective) -> Ru
     else:
         total = (getattr(config, "schedule_epochs", None) or config.epochs) * steps_per_epoch(run)
         run.schedule = Schedule.from_warm_up(config.lr_scheduler, config.warm_up, total)
-    run.scaler = make_grad_scaler(config, env, loaded)
+    run.scaler = make_grad_scaler(config.amp, env.device, loaded)
     if kind == "resume" and loaded is not None:
         run.extra = dict(loaded.raw.get("extra_metrics") or {})
         if env.rank < len(loaded.rng_per_rank):

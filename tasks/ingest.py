@@ -36,9 +36,8 @@ from vimpac_core.ingest import (
     process_shard,
 )
 from vimpac_core.shards.manifest import manifest_url
+from vimpac_core.shards.schema import RESULTS_DIR
 from vimpac_core.storage import exists, is_local, join, local_path, read_bytes
-
-RESULTS_DIR = "_prefect_results"
 
 
 def result_storage_for(out: str) -> Path | RemoteFileSystem:

@@ -93,7 +93,7 @@ class IngestConfig(BaseModel):
     @classmethod
     def _multiple_of_8(cls, value: int) -> int:
         if value % 8:
-            raise ConfigError(f"frame_size={value} must be a multiple of 8 (tokenizers downsample by 8)")
+            raise ConfigError(f"{value} is not a multiple of 8 (tokenizers downsample by 8)")
         return value
 
     @model_validator(mode="after")
@@ -103,7 +103,7 @@ class IngestConfig(BaseModel):
         try:
             view_set(self.views, self.frame_size, flip=self.flip)
         except ValueError as exc:
-            raise ConfigError(f"views={self.views!r}: {exc}") from exc
+            raise ConfigError(f"--views {self.views!r}: {exc}") from exc
         return self
 
     @field_validator("tokenizer")

@@ -28,6 +28,7 @@ from vimpac_core import interrupts
 from vimpac_core.config import IngestConfig
 from vimpac_core.download import SharedStaging, drop_stored_copy
 from vimpac_core.errors import ConfigError, Interrupted, SegmentError, VideoError, VimpacError
+from vimpac_core.ingest_conflicts import plan_conflict
 from vimpac_core.inputs import VideoEntry, read_video_list
 from vimpac_core.shards.manifest import (
     ManifestRow,
@@ -77,10 +78,12 @@ def plan_shards(entries: list[VideoEntry], config: IngestConfig, tokenizer_id: s
     return [ShardPlan(shard_id=shard_id_for(i, c, settings, tokenizer_id), entries=tuple(c)) for i, c in enumerate(chunks)]
 
 
-def prepare_output(config: IngestConfig, tokenizer_id: str) -> IngestPlan:
-    """Read the list, plan the shards and write ``classes.json`` + the plan into ``config.out``.
+def plan_ingest(config: IngestConfig, tokenizer_id: str) -> IngestPlan:
+    """Read the list and plan the shards, writing nothing: every input error that can be found
+    without decoding (list format, columns, rows, duplicate ids, labels, an output folder holding
+    another ingest) raises ConfigError here, in one line.
 
-    Raises ConfigError when the folder already holds another ingest (other list or settings):
+    Raises ConfigError when ``config.out`` already holds another ingest (other list or settings):
     shards of two plans must never mix in one folder.
     """
     entries, classes = read_video_list(config.inputs, root=config.root, list_format=config.list_format,
@@ -91,26 +94,16 @@ def prepare_output(config: IngestConfig, tokenizer_id: str) -> IngestPlan:
     if exists(plan_url):
         old = IngestPlan.model_validate_json(read_bytes(plan_url))
         if [s.shard_id for s in old.shards] != [s.shard_id for s in plan.shards] or old.classes != classes:
-            raise ConfigError(_plan_conflict(config.out, old, plan))
-    atomic_write_bytes(join(config.out, CLASSES_FILE), json.dumps({"classes": classes}, indent=1).encode())
-    atomic_write_bytes(plan_url, plan.model_dump_json(indent=1).encode())
+            raise ConfigError(plan_conflict(config.out, old, plan))
     return plan
 
 
-def _plan_conflict(out: str, old: IngestPlan, new: IngestPlan) -> str:
-    """Why ``out``'s plan refuses a new one: the tokenizer setting that differs (both values), else
-    the generic reason (another list or other extraction settings)."""
-    from vimpac_core.tokenizers.identity import parse_tokenizer_id
-
-    (old_kind, old_sha, old_prec), (kind, sha, prec) = map(parse_tokenizer_id, (old.tokenizer_id, new.tokenizer_id))
-    if (old_kind, old_sha) == (kind, sha) and old_prec != prec:
-        return (f"{out} already holds tokens of precision {old_prec}, this run asks for precision {prec}: "
-                f"precisions never mix in one output; rerun with --precision {old_prec} or use a new --out")
-    if (old_kind, old_sha) != (kind, sha):
-        return (f"{out} already holds tokens of tokenizer {old.tokenizer_id[:24]}..., this run's is "
-                f"{new.tokenizer_id[:24]}...: tokenizers never mix in one output; use a new --out")
-    return (f"{out} already holds an ingest of another list or other settings "
-            f"({old.config.inputs}, tokenizer {old.tokenizer_id[:18]}...): use a new --out")
+def prepare_output(config: IngestConfig, tokenizer_id: str) -> IngestPlan:
+    """:func:`plan_ingest`, then write ``classes.json`` + the plan into ``config.out``."""
+    plan = plan_ingest(config, tokenizer_id)
+    atomic_write_bytes(join(config.out, CLASSES_FILE), json.dumps({"classes": plan.classes}, indent=1).encode())
+    atomic_write_bytes(join(config.out, PLAN_FILE), plan.model_dump_json(indent=1).encode())
+    return plan
 
 
 def load_plan(out: str) -> IngestPlan:

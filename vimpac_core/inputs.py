@@ -244,7 +244,7 @@ def read_video_list(
     """
     fmt = list_format or next((v for k, v in LIST_FORMATS.items() if url.lower().endswith(k)), None)
     if fmt is None:
-        raise ConfigError(f"cannot tell the format of video list {url!r}: pass list_format (csv, jsonl, parquet, txt)")
+        raise ConfigError(f"cannot tell the format of video list {url!r}: name it .csv, .jsonl, .parquet or .txt, or pass --list-format (csv, jsonl, parquet or txt)")
     try:
         records = _read_records(url, fmt)
     except FileNotFoundError as exc:

@@ -26,7 +26,7 @@ def test_original_extraction_flags_make_one_view():
 @pytest.mark.parametrize(("flags", "message"), [
     (["--views", "pretrain", "--hflip"], "either --views or --frame-shorter-size"),
     (["--views", "s160-diag-flip"], "bad view name 's160-diag-flip'"),
-    (["--frame-size", "100"], "frame_size=100 must be a multiple of 8"),
+    (["--frame-size", "100"], "--frame-size: 100 is not a multiple of 8"),
     (["--tokenizer", "jpeg:x"], "jpeg"),
 ])
 def test_bad_flags_fail_in_one_line_before_any_work(tmp_path, capsys, flags, message):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 
 # Modules of this package that add commands, in the order their commands appear in --help.
-COMMAND_MODULES = ("ingest", "datasets", "tokenizer", "model", "train", "finetune", "sweep", "demo", "plan", "k8s")
+COMMAND_MODULES = ("ingest", "datasets", "tokenizer", "model", "train", "finetune", "sweep", "demo", "demo_data", "plan", "k8s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +108,7 @@ def _report_stop(args: argparse.Namespace) -> int:
     signum = interrupts.stop_signal()
     kept = getattr(args, "on_interrupt", None)
     try:
-        what = kept(args) if kept is not None else "nothing was changed"
+        what = kept(args) if kept is not None else "what was written so far is kept; run the same command again to continue"
     except Exception as exc:  # noqa: BLE001 - the line must come out whatever the state on disk
         what = f"could not list what was kept ({type(exc).__name__}: {exc})"
     print(f"vimpac {args.command}: stopped by {interrupts.describe(signum)}; {what}", file=sys.stderr, flush=True)
@@ -128,13 +128,16 @@ def _exit_code(args: argparse.Namespace, outcome: dict) -> int:
         print(f"vimpac {args.command}: interrupted", file=sys.stderr)
         return 130
     if isinstance(exc, (VimpacError, ValidationError)):
-        print(f"vimpac {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"vimpac {args.command}: error: {_one_line(exc, getattr(args, 'flag_names', {}))}", file=sys.stderr)
         return 2
     raise exc
 
 
-def _one_line(exc: Exception) -> str:
-    """A pydantic error as 'field: message' lines joined; ours as they are."""
+def _one_line(exc: Exception, flag_names: dict[str, str] | None = None) -> str:
+    """A pydantic error as '--flag: message' parts joined; ours as they are.
+
+    A field is named by the flag that sets it: ``flag_names`` (the command's own names, e.g.
+    ``probe_timeout_s`` -> ``--probe-timeout``), else the field with dashes (``--frame-size``)."""
     from pydantic import ValidationError
 
     if isinstance(exc, ValidationError):
@@ -142,7 +145,8 @@ def _one_line(exc: Exception) -> str:
         for err in exc.errors():
             where = ".".join(map(str, err["loc"]))
             msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}" if where else msg)
+            flag = (flag_names or {}).get(where) or (f"--{where.replace('_', '-')}" if where else "")
+            parts.append(f"{flag}: {msg}" if flag else msg)
         return "; ".join(parts)
     return str(exc)
 

@@ -19,8 +19,11 @@ from pathlib import Path
 
 from vimpac_core import interrupts
 from vimpac_core.errors import ConfigError
+from vimpac_core.storage import check_output_dir
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+# What the demo writes directly in --out (the pipeline's outputs; anything else is someone else's).
+DEMO_OUTPUT = ("data", "tokenizer", "tokens*", "pretrain")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", type=int, default=32, help="labelled training clips of the task (default: 32)")
     p.add_argument("--test", type=int, default=64, help="labelled test clips of the task (default: 64)")
     p.add_argument("--json", action="store_true", help="also print the full summary as JSON")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that holds other files too (they are kept)")
     p.set_defaults(func=cmd_demo, on_interrupt=lambda args: (
         f"the outputs so far in {args.out} are kept; run the same command again to continue (the tokenizer "
         "resumes from its checkpoint, committed shards are skipped)"))
@@ -44,6 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     started = time.monotonic()
+    check_output_dir(str(out), DEMO_OUTPUT, overwrite=args.overwrite, owner="demo")
     try:
         pool, task = make_demo_dataset(out / "data", pool=args.pool, train=args.train, test=args.test)
         config = load_pipeline_config(args.config, videos=str(pool), out=str(out), task_videos=str(task))

@@ -61,8 +61,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_flat(), indent=1))
         return 0
     from flows.finetune import run_finetune
+    from flows.server import prefect_api
 
-    result = run_finetune(config, timeout_s=float(timeout) if timeout is not None else None)
+    with prefect_api():  # a temporary server in its own session: Ctrl-C reaches only this command
+        result = run_finetune(config, timeout_s=float(timeout) if timeout is not None else None)
     for kind, summary in result["evaluations"].items():
         for clips, metrics in summary["clips"].items():
             print(json.dumps({"checkpoint": kind, "clips": int(clips),
@@ -110,8 +112,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_flat(), indent=1))
         return 0
     from flows.finetune import run_evaluate
+    from flows.server import prefect_api
 
-    summary = run_evaluate(config, timeout_s=float(timeout) if timeout is not None else None)
+    with prefect_api():
+        summary = run_evaluate(config, timeout_s=float(timeout) if timeout is not None else None)
     for clips, metrics in summary["clips"].items():
         print(json.dumps({"clips": int(clips), **{k: metrics[k] for k in ("top1", "top5", "mean_class_accuracy", "videos")}}))
     return 0

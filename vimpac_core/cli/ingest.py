@@ -13,11 +13,12 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 
-from vimpac_core.config import DownloadConfig, IngestConfig
+from vimpac_core.config import IngestConfig
 from vimpac_core.errors import ConfigError
 from vimpac_core.shards.manifest import ManifestRow, committed_shards, latest_attempts, read_all_manifests
+from vimpac_core.shards.schema import INGEST_OUTPUT
 from vimpac_core.shards.writer import shard_url
-from vimpac_core.storage import exists, get_fs
+from vimpac_core.storage import check_output_dir, exists, get_fs
 
 
 def _add_ingest(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +57,16 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-workers", type=int, default=2, help="concurrent shard tasks / local Dask workers")
     p.add_argument("--dask-address", help="scheduler address of an existing Dask cluster")
     p.add_argument("--task-retries", type=int, default=2, help="Prefect retries of a shard (transient errors)")
-    p.set_defaults(func=cmd_ingest, on_interrupt=kept_shards)
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that holds other files too (they are kept; only ingest's own are written)")
+    p.set_defaults(func=cmd_ingest, on_interrupt=kept_shards, flag_names=FLAG_NAMES)
+
+
+# IngestConfig fields whose flag is not the field's name with dashes (errors name the flag).
+FLAG_NAMES = {"inputs": "LIST", "flip": "--no-flip", "probe_timeout_s": "--probe-timeout",
+              "decode_timeout_s": "--decode-timeout", "download.store": "--video-store",
+              "download.max_bytes": "--max-bytes", "download.timeout_s": "--download-timeout",
+              "download.retries": "--download-retries"}
 
 
 def views_from_args(args: argparse.Namespace) -> str:
@@ -72,8 +82,8 @@ def views_from_args(args: argparse.Namespace) -> str:
 
 def config_from_args(args: argparse.Namespace) -> IngestConfig:
     """The IngestConfig that `vimpac ingest` flags describe."""
-    download = DownloadConfig(store=args.video_store, max_bytes=args.max_bytes,
-                              timeout_s=args.download_timeout, retries=args.download_retries)
+    download = dict(store=args.video_store, max_bytes=args.max_bytes, timeout_s=args.download_timeout,
+                    retries=args.download_retries)
     return IngestConfig(
         inputs=args.inputs, out=args.out, root=args.root, list_format=args.list_format,
         class_index=args.class_index, fps=args.fps,
@@ -95,14 +105,18 @@ def kept_shards(args: argparse.Namespace) -> str:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ShardTasksFailed, run_ingest
-    from vimpac_core.ingest import get_tokenizer
+    from flows.server import prefect_api
+    from vimpac_core.ingest import get_tokenizer, plan_ingest
 
+    # Everything that can be checked without decoding fails here, in one line, before any server
+    # starts: flags, the output folder, the tokenizer's weights (or bf16 where the device has none),
+    # the list (format, columns, rows, duplicate ids, labels) and an output made with other settings.
     config = config_from_args(args)
     if not exists(config.inputs):
         raise ConfigError(f"video list {config.inputs} does not exist")
-    # Bad weights (or bf16 on a device without it) fail here, not in a flow.
-    get_tokenizer(config.tokenizer, config.device, config.batch_size, config.precision)
-    from flows.server import prefect_api
+    check_output_dir(config.out, INGEST_OUTPUT, overwrite=args.overwrite, owner="ingest")
+    tokenizer = get_tokenizer(config.tokenizer, config.device, config.batch_size, config.precision)
+    plan_ingest(config, tokenizer.tokenizer_id)
 
     try:
         with prefect_api():

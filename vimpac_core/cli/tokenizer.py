@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from vimpac_core.errors import ConfigError
+from vimpac_core.storage import check_output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "<part>.safetensors + dalle.json (with each source's sha256) into OUT.")
     conv.add_argument("sources", nargs="+", metavar="PKL", help="encoder.pkl and/or decoder.pkl (path or URL)")
     conv.add_argument("out", metavar="OUT", help="output folder (created)")
+    conv.add_argument("--overwrite", action="store_true", help="write into an OUT that holds other files too")
     conv.set_defaults(func=_convert_dalle, on_interrupt=lambda args: (
         f"files already converted into {args.out} are complete and kept, none is partial"))
 
@@ -36,12 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--root", default=None, help="folder/URL relative video paths are resolved against")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
+    train.add_argument("--overwrite", action="store_true",
+                       help="write into an --out that holds other files too (they are kept)")
     train.set_defaults(func=_train_tokenizer, on_interrupt=_kept_checkpoint)
 
 
 def _kept_checkpoint(args: argparse.Namespace) -> str:
-    from pathlib import Path
-
     from vimpac_core.tokenizers.train import find_checkpoint
 
     found = find_checkpoint(Path(args.out))
@@ -51,8 +56,15 @@ def _kept_checkpoint(args: argparse.Namespace) -> str:
     return f"the checkpoint {found} is kept; run the same command{again} to continue from it"
 
 
+# What each command writes directly in its output folder (anything else there is someone else's).
+DALLE_OUTPUT = ("encoder.*", "decoder.*", "dalle.json")
+TRAIN_OUTPUT = ("checkpoint", "tokenizer", "metrics.json", "reconstructions.png", "frames*.npz")
+
+
 def _convert_dalle(args: argparse.Namespace) -> int:
     from vimpac_core.tokenizers import convert_dalle
+
+    check_output_dir(args.out, DALLE_OUTPUT, overwrite=args.overwrite, owner="convert-dalle")
 
     for source in args.sources:
         path = convert_dalle(source, args.out)
@@ -63,13 +75,22 @@ def _convert_dalle(args: argparse.Namespace) -> int:
 def _train_tokenizer(args: argparse.Namespace) -> int:
     from flows.server import prefect_api
     from flows.train_tokenizer import train_tokenizer_flow
-    from vimpac_core.tokenizers.train import TrainConfig
+    from vimpac_core.inputs import read_video_list
+    from vimpac_core.tokenizers.train import TrainConfig, find_checkpoint
     from vimpac_core.tokenizers.vqvae import VQVAEConfig
 
     model = VQVAEConfig(codebook_size=args.codebook_size, channels=tuple(args.channels), embed_dim=args.embed_dim,
                         num_res_blocks=args.num_res_blocks)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, model=model)
+    # What can be checked before any server starts: flags, the list, the output folder.
+    if args.frame_size <= 0 or args.frame_size % 8:
+        raise ConfigError(f"--frame-size: {args.frame_size} is not a positive multiple of 8 (tokens are 8x8 pixels)")
+    read_video_list(args.video_list, root=args.root)
+    check_output_dir(args.out, TRAIN_OUTPUT, overwrite=args.overwrite, owner="train-tokenizer")
+    if not args.resume and (found := find_checkpoint(Path(args.out))) is not None:
+        raise ConfigError(f"{args.out} already holds a checkpoint ({found}): pass --resume to continue it, "
+                          "or use another --out")
     with prefect_api():
         metrics = train_tokenizer_flow(video_list=args.video_list, out_dir=args.out, train=cfg,
                                        frame_size=args.frame_size, frames_per_video=args.frames_per_video,

@@ -7,9 +7,11 @@ stage; ``--stage2.FIELD value`` changes stage 2 only (e.g. ``--stage2.data s3://
 The original VIMPAC flags that name a field differently are accepted too (vimpac/param.py):
 ``--model efflayoutT,H|W`` (layout T,H|W), ``--epsilon`` (eps), ``--clip-grad-norm`` (grad_clip),
 ``--fp16`` (amp fp16) and ``--grad-checkpoint`` (gradient_checkpointing); ``--warm-up`` is a
-fraction below 1 and a number of steps from 1 up, as there. Two flags belong to the
-command, not the config: ``--timeout S`` (seconds per stage) and ``--check`` (validate and print
-the stages, run nothing). Every stage is validated before anything runs; a bad value fails with
+fraction below 1 and a number of steps from 1 up, as there. Three flags belong to the
+command, not the config: ``--timeout S`` (seconds per stage), ``--check`` (validate and print
+the stages, run nothing) and ``--overwrite`` (write into output folders that hold other files too;
+they are kept). CONFIG is a path, or a preset name found in the repository's configs/pretrain
+from any working directory (``tiny``). Every stage is validated before anything runs; a bad value fails with
 a message naming the field. The flow is imported only after that (vimpac_core never imports Prefect).
 """
 
@@ -18,20 +20,23 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import sys
 from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
 
+from vimpac_core.cli.common import find_preset
 from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
 from vimpac_core.model.config import LAYOUT_PREFIX, layout_from_model_flag
+from vimpac_core.storage import check_output_dir
 from vimpac_core.train.config import PretrainConfig, parse_stages
 from vimpac_core.train.preflight import check_pretrain
 
-COMMAND_FLAGS = {"timeout": None, "check": False}
+COMMAND_FLAGS = {"timeout": None, "check": False, "overwrite": False}
+# What a stage writes directly in its output folder (anything else there is someone else's).
+STAGE_OUTPUT = ("checkpoints", "tensorboard", "metrics.json", "run_config.json", "failure-rank*.json")
 def _layout(value: Any) -> tuple[str, Any]:
     layout = layout_from_model_flag(str(value))
     if layout is None:
@@ -132,16 +137,15 @@ def _kept_checkpoints(args: argparse.Namespace) -> str:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    try:
-        flags = parse_flags(args.flags)
-        timeout = flags.pop("timeout", None)
-        check = bool(flags.pop("check", False))
-        stages = parse_stages(args.config, flags)
-        for stage in stages:  # data folders exist, hold committed shards, fit frame_size and vocab_size
-            check_pretrain(stage)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # Our errors (ConfigError) reach the CLI's handler: one line, exit 2, before any server starts.
+    flags = parse_flags(args.flags)
+    timeout = flags.pop("timeout", None)
+    check = bool(flags.pop("check", False))
+    overwrite = bool(flags.pop("overwrite", False))
+    stages = parse_stages(find_preset(args.config, "pretrain"), flags)
+    for stage in stages:  # data folders exist, hold committed shards, fit frame_size and vocab_size
+        check_pretrain(stage)
+        check_output_dir(stage.output, STAGE_OUTPUT, overwrite=overwrite, owner="pretrain")
     args.stages = stages  # for the line an interrupted run ends with
     for number, stage in enumerate(stages, start=1):
         print(f"stage {number}: output {stage.output}, {stage.nproc_per_node} rank(s), "

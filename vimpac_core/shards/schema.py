@@ -19,6 +19,9 @@ SHARDS_DIR = "shards"
 MANIFEST_DIR = "manifest"
 CLASSES_FILE = "classes.json"
 PLAN_FILE = "ingest_plan.json"  # the ingest plan (settings + videos per shard), read by rerun-failed
+RESULTS_DIR = "_prefect_results"  # persisted shard-task results (the orchestration's cache)
+# Everything an ingest writes directly in its output folder (anything else there is someone else's).
+INGEST_OUTPUT = (SHARDS_DIR, MANIFEST_DIR, CLASSES_FILE, PLAN_FILE, RESULTS_DIR)
 
 SHARD_SCHEMA = pa.schema(
     [

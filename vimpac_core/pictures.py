@@ -10,13 +10,24 @@ decoder).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vimpac_core.storage import atomic_write_bytes
+
 CHART_W, CHART_H, PAD = 360, 200, 36
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """Write ``image`` as a PNG file at ``path`` atomically (folders made); returns the path."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(str(path), buffer.getvalue())
+    return Path(path)
 
 
 def read_scalars(tensorboard_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -82,10 +93,7 @@ def training_curves(runs: dict[str, str | Path], path: str | Path, tags: tuple[s
     sheet = Image.new("RGB", (cols * CHART_W, rows * CHART_H), "white")
     for i, chart in enumerate(charts):
         sheet.paste(chart, ((i % cols) * CHART_W, (i // cols) * CHART_H))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
-    return out
+    return save_png(sheet, path)
 
 
 def masked_prediction_rows(tokenizer, codes: np.ndarray, masked: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -145,8 +153,5 @@ def masked_prediction_picture(checkpoint: str | Path, tokenizer_spec: str, codes
         logits = model(masked_codes).logits[0, ..., : cfg.vocab_size]  # [T, h, w, V]: visual codes only
     picture = masked_prediction_rows(tokenizer, clip[0].numpy(), (labels[0] != -100).numpy(),
                                      logits.argmax(-1).numpy())
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(picture)
-    image.resize((image.width * upscale, image.height * upscale), Image.NEAREST).save(out)
-    return out
+    return save_png(image.resize((image.width * upscale, image.height * upscale), Image.NEAREST), path)

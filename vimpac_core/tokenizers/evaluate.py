@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vimpac_core.pictures import save_png
 from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.tokenizers.runtime import TorchTokenizer, VQVAETokenizer
 from vimpac_core.tokenizers.vqvae import VQVAE
@@ -62,10 +63,7 @@ def save_comparison(originals: np.ndarray, recons: np.ndarray, path: str | os.Pa
     n = min(max_frames, len(originals))
     top = np.concatenate(list(originals[:n]), axis=1)
     bottom = np.concatenate(list(recons[:n]), axis=1)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([top, bottom], axis=0)).save(out)
-    return out
+    return save_png(Image.fromarray(np.concatenate([top, bottom], axis=0)), path)
 
 
 def export_and_report(model: VQVAE, out_dir: str | os.PathLike, train: np.ndarray, held_out: np.ndarray,

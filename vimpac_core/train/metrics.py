@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image, ImageDraw
 
+from vimpac_core.pictures import save_png
 from vimpac_core.storage import atomic_write_bytes
 
 
@@ -69,10 +70,7 @@ def draw_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Pat
                 x, y = margin + j * cell, top + i * cell
                 draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=color)
     draw.rectangle([margin - 1, top - 1, margin + side, top + side], outline="gray")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, format="PNG")
-    return out
+    return save_png(image, path)
 
 
 def predictions_table(video_ids: list[str], labels: torch.Tensor, probs: torch.Tensor, loss: torch.Tensor) -> pa.Table:

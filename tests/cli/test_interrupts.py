@@ -130,3 +130,73 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path, clip_folder):
     assert code == 130
     assert not _all_gone(helpers), "a helper process outlived the command"
     assert all(row["status"] == "ok" for rows in _manifests(out).values() for row in rows)
+
+
+TOKENIZER_STOPPED = re.compile(r"^vimpac train-tokenizer: stopped by Ctrl-C \(SIGINT\); the checkpoint (\S+) is kept; "
+                               r"run the same command with --resume to continue from it$")
+
+
+def test_ctrl_c_during_tokenizer_training_keeps_a_checkpoint_to_resume(tmp_path, clip_folder):
+    from vimpac_core.tokenizers.train import TRAINER_STATE
+    from vimpac_core.tokenizers.vqvae import VQVAE
+
+    lst, _ = clip_folder
+    out = tmp_path / "tok"
+    args = ["train-tokenizer", str(lst), "--out", str(out), "--steps", "100000", "--frame-size", "32",
+            "--codebook-size", "16", "--channels", "4", "8", "8", "--embed-dim", "4", "--num-res-blocks", "0",
+            "--batch-size", "4", "--checkpoint-every", "20", "--log-every", "20"]
+    proc = _start(args, tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint" / TRAINER_STATE).is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = (tmp_path / "stderr").read_text()
+    assert code == 130, stderr[-3000:]
+    assert TOKENIZER_STOPPED.match(last_line(stderr)), last_line(stderr)
+    VQVAE.from_pretrained(out / "checkpoint")  # the kept checkpoint is whole
+
+
+PRETRAIN_STOPPED = re.compile(r"^vimpac pretrain: stopped by SIGTERM; the checkpoints up to (\S+) are kept; "
+                              r"run the same command with --resume true to continue$")
+
+
+def test_sigterm_during_pretraining_stops_torchrun_and_keeps_checkpoints(tmp_path, clip_folder):
+    from vimpac_core.config import IngestConfig
+    from vimpac_core.ingest import get_tokenizer, prepare_output, process_shard
+    from vimpac_core.train.checkpoint import latest_checkpoint
+
+    lst, tokenizer = clip_folder
+    config = IngestConfig(inputs=str(lst), out=str(tmp_path / "tokens"), tokenizer=tokenizer, fps=4, frame_size=32,
+                          shard_size=8, batch_size=16)
+    tok = get_tokenizer(config.tokenizer, config.device, config.batch_size)
+    for shard in prepare_output(config, tok.tokenizer_id).shards:
+        process_shard(shard, config, tok)
+    out = tmp_path / "run"
+    proc = _start(["pretrain", "tiny", "--data", config.out, "--stage2.data", config.out, "--stage2.frame-size", "32",
+                   "--vocab-size", "auto", "--output", str(out), "--epochs", "100000", "--schedule-epochs", "100000"],
+                  tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while latest_checkpoint(out / "stage1" / "checkpoints") is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.2)
+        helpers = _descendants(proc.pid)  # the server, torchrun and its rank
+        os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = (tmp_path / "stderr").read_text()
+    assert code == 143, stderr[-3000:]
+    match = PRETRAIN_STOPPED.match(last_line(stderr))
+    assert match, last_line(stderr)
+    assert Path(match.group(1)).is_dir()
+    assert not _all_gone(helpers), "a helper process (server, torchrun, rank) outlived the command"

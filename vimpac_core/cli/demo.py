@@ -23,7 +23,7 @@ from vimpac_core.storage import check_output_dir
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 # What the demo writes directly in --out (the pipeline's outputs; anything else is someone else's).
-DEMO_OUTPUT = ("data", "tokenizer", "tokens*", "pretrain")
+DEMO_OUTPUT = ("data", "tokenizer", "tokens*", "pretrain", "tasks", "reports", "sweeps")  # see docs/architecture.md
 
 
 def register(sub: argparse._SubParsersAction) -> None:

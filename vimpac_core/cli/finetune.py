@@ -17,13 +17,18 @@ from pathlib import Path
 
 from vimpac_core.cli.train import parse_flags
 from vimpac_core.errors import ConfigError
+from vimpac_core.storage import check_output_dir
 from vimpac_core.train.checkpoint import STATE_NAME
 from vimpac_core.train.config import load_yaml
 from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 from vimpac_core.train.preflight import auto_vocab
 from vimpac_core.train.resolve import resolve_evaluate, resolve_finetune
 
-COMMAND_FLAGS = {"timeout": None, "check": False}
+COMMAND_FLAGS = {"timeout": None, "check": False, "overwrite": False}
+# What a fine-tuning / evaluation run writes in its output folder (anything else there is the user's).
+FINETUNE_OUTPUT = ("checkpoints", "tensorboard", "metrics.json", "run_config.json", "failure-rank*.json", "best",
+                   "eval", "eval-*")
+EVALUATE_OUTPUT = ("clips*", "tensorboard", "metrics.json", "run_config.json", "failure-rank*.json")
 EVAL_DEFAULTS = ("frame_rate", "test_views", "test_clip_position", "dataset")  # from the run that made the checkpoint
 
 
@@ -53,7 +58,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     flags = parse_flags(args.flags, FinetuneConfig, stages=False, command_flags=COMMAND_FLAGS)
     timeout = flags.pop("timeout", None)
     check = bool(flags.pop("check", False))
+    overwrite = bool(flags.pop("overwrite", False))
     config = finetune_config(args.config, flags)
+    check_output_dir(config.output, FINETUNE_OUTPUT, overwrite=overwrite, owner="finetune")
     m = config.model
     print(f"fine-tune: {config.dataset}, {m.num_labels} classes, output {config.output}, {config.nproc_per_node} rank(s), "
           f"clip {m.clip_len}x{m.frame_size} every {config.frame_rate}, {config.epochs} epoch(s), load {config.load}")
@@ -105,7 +112,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     flags = parse_flags(args.flags, EvaluateConfig, stages=False, command_flags=COMMAND_FLAGS)
     timeout = flags.pop("timeout", None)
     check = bool(flags.pop("check", False))
+    overwrite = bool(flags.pop("overwrite", False))
     config = evaluate_config(args.checkpoint, flags)
+    check_output_dir(config.output, EVALUATE_OUTPUT, overwrite=overwrite, owner="evaluate")
     print(f"evaluate: {config.checkpoint} on {config.data} (split {config.split}), clips {config.num_test_clips}, "
           f"output {config.output}")
     if check:

@@ -16,6 +16,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vimpac_core.storage import check_output_dir
+
+# What a sweep writes in its output folder (anything else there is the user's).
+SWEEP_OUTPUT = ("results.parquet", "summary.md", "runs", "checkpoints")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `sweep` to the `vimpac` parser."""
@@ -25,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="checkpoint folder or latest:<pre-training output> (default: the file's)")
     p.add_argument("--max-parallel", type=int, help="fine-tune runs at once (default: the file's max_parallel)")
     p.add_argument("--check", action="store_true", help="print the plan (runs, checkpoint, skips); run nothing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write the sweep's files into an output folder that holds other files (they are kept)")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -36,6 +43,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.max_parallel is not None:
         sweep = load_sweep({**sweep.model_dump(), "max_parallel": args.max_parallel})
     validate_sweep(sweep, args.checkpoint)  # bad configs and checkpoints: one line, before the flow starts
+    check_output_dir(sweep.output, SWEEP_OUTPUT, overwrite=args.overwrite, owner="sweep")
     if args.check:
         plan = plan_sweep(sweep, args.checkpoint, pin=False)
         print(f"checkpoint {plan.checkpoint.path} (sha256 {plan.digest[:12]}): {plan.checkpoint.note}")
@@ -44,8 +52,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{len(plan.runs)} run(s): {len(plan.todo())} to do, {len(plan.runs) - len(plan.todo())} already done")
         return 0
     from flows.finetune_sweep import run_sweep
+    from flows.server import prefect_api
 
-    result = run_sweep(sweep, args.checkpoint)
+    with prefect_api():  # a temporary server in its own session: Ctrl-C reaches only this command
+        result = run_sweep(sweep, args.checkpoint)
     print(result["summary"])
     print(f"results: {result['results']}")
     if result["failed"]:

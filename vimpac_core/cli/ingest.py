@@ -9,16 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
-
-import pyarrow.parquet as pq
 
 from vimpac_core.config import IngestConfig
 from vimpac_core.errors import ConfigError
-from vimpac_core.shards.manifest import ManifestRow, committed_shards, latest_attempts, read_all_manifests
+from vimpac_core.shards.manifest import committed_shards
 from vimpac_core.shards.schema import INGEST_OUTPUT
-from vimpac_core.shards.writer import shard_url
-from vimpac_core.storage import check_output_dir, exists, get_fs
+from vimpac_core.storage import check_output_dir, exists
 
 
 def _add_ingest(sub: argparse._SubParsersAction) -> None:
@@ -142,54 +138,11 @@ def cmd_rerun_failed(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_output(out: str) -> dict:
-    """What an ingest output folder holds: shards, rows, failures by class/type, tokenizer, fps."""
-    from vimpac_core.ingest import load_plan
-
-    plan = load_plan(out)
-    history = read_all_manifests(out).to_pylist()
-    # A video's state is its latest attempt; earlier rows are history.
-    manifest = [vars(r) for r in latest_attempts([ManifestRow(**m) for m in history])]
-    committed = committed_shards(out)
-    rows = 0
-    for shard_id in committed:  # only shards whose manifest exists are done
-        fs, path = get_fs(shard_url(out, shard_id))
-        with fs.open(path, "rb") as f:
-            rows += pq.ParquetFile(f).metadata.num_rows
-    failed = [m for m in manifest if m["status"] == "failed"]
-    return {
-        "out": out,
-        "tokenizer": plan.tokenizer_id,
-        "fps": plan.config.fps,
-        "frame_size": plan.config.frame_size,
-        "views": plan.config.views,
-        "classes": len(plan.classes),
-        "shards_planned": len(plan.shards),
-        "shards_committed": len(committed),
-        "videos": len(manifest),
-        "attempts": len(history),
-        "videos_ok": len(manifest) - len(failed),
-        "videos_failed": len(failed),
-        "rows": rows,
-        "failures": {f"{c}/{t}": n for (c, t), n in sorted(Counter((m["error_class"], m["error_type"]) for m in failed).items())},
-        "failed_videos": [{"video_id": m["video_id"], "error": f"{m['error_type']}: {m['error_message']}",
-                           "attempts": m["attempts"]} for m in failed],
-    }
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from vimpac_core.shards.inspect import format_inspection, inspect_output
+
     info = inspect_output(args.out)
-    if args.json:
-        print(json.dumps(info, indent=1))
-        return 0
-    print(f"{info['out']}\n  tokenizer  {info['tokenizer']}\n  fps {info['fps']}  frame_size {info['frame_size']}"
-          f"  views {info['views']}  classes {info['classes']}")
-    print(f"  shards     {info['shards_committed']}/{info['shards_planned']} committed, {info['rows']} rows")
-    print(f"  videos     {info['videos_ok']} ok, {info['videos_failed']} failed")
-    for key, n in info["failures"].items():
-        print(f"    {key:<40} {n}")
-    for v in info["failed_videos"][: args.limit]:
-        print(f"    - {v['video_id']} (attempts {v['attempts']}): {v['error'][:160]}")
+    print(json.dumps(info, indent=1) if args.json else format_inspection(info, args.limit))
     return 0
 
 

@@ -30,7 +30,6 @@ from vimpac_core.video import ViewSpec, crop_box, decode_views, live_worker_pids
 
 FPS = 2.0
 SIZE = 128
-OUT = Path(__file__).resolve().parent / "out"
 
 
 def sample_dir() -> Path:
@@ -162,7 +161,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="one short clip, a 20 s long one, one repeat")
     args = parser.parse_args()
+    from bench.run_all import save_figures
+
     figures = main(smoke=args.smoke)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / ("decode.smoke.json" if args.smoke else "decode.json")).write_text(json.dumps(figures, indent=2))
+    save_figures("decode", figures, args.smoke)
     print(json.dumps(figures, indent=2))

@@ -28,8 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-OUT = Path(__file__).resolve().parent / "out"
-
 
 def _clips(folder: Path, n: int, frames: int, width: int, height: int) -> list[Path]:
     from vimpac_core.video import write_synthetic_video
@@ -171,7 +169,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny inputs, one repeat")
     args = parser.parse_args()
+    from bench.run_all import save_figures
+
     figures = main(smoke=args.smoke)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / ("ingest.smoke.json" if args.smoke else "ingest.json")).write_text(json.dumps(figures, indent=2))
+    save_figures("ingest", figures, args.smoke)
     print(json.dumps(figures, indent=2))

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from vimpac_core.video import write_synthetic_video
 
-OUT = Path(__file__).resolve().parent / "out"
 FPS = 2.0
 
 _CHILD = """
@@ -98,7 +97,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--smoke", action="store_true", help="tiny frames (10 minutes at 64x48)")
     args = parser.parse_args()
+    from bench.run_all import save_figures
+
     figures = main(smoke=args.smoke)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / ("rss.smoke.json" if args.smoke else "rss.json")).write_text(json.dumps(figures, indent=2))
+    save_figures("rss", figures, args.smoke)
     print(json.dumps(figures, indent=2))

@@ -22,6 +22,14 @@ def discover() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
 
 
+def save_figures(name: str, figures: dict, smoke: bool) -> Path:
+    """Write a benchmark's figures to ``bench/out/<name>[.smoke].json``; returns the file."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"{name}{'.smoke' if smoke else ''}.json"
+    path.write_text(json.dumps(figures, indent=2, default=str))
+    return path
+
+
 def run(names: list[str], smoke: bool) -> dict[str, dict]:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
@@ -33,8 +41,7 @@ def run(names: list[str], smoke: bool) -> dict[str, dict]:
         figures = dict(figures or {})
         figures["_seconds"] = round(time.perf_counter() - start, 2)
         results[name] = figures
-        suffix = ".smoke.json" if smoke else ".json"
-        (OUT_DIR / f"{name}{suffix}").write_text(json.dumps(figures, indent=2, default=str))
+        save_figures(name, figures, smoke)
         print(json.dumps({name: figures}, indent=2, default=str), flush=True)
     return results
 

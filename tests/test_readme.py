@@ -129,7 +129,7 @@ def _scratch(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "vimpac"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m vimpac_core.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m vimpac_cli "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])  # `python`: ours
     env = {**os.environ, "PATH": path, "PYTHONPATH": str(work),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from vimpac_cli import build_parser
+from vimpac_cli.ingest import config_from_args
 from vimpac_core.annotations import DATASETS
-from vimpac_core.cli import build_parser
-from vimpac_core.cli.ingest import config_from_args
 from vimpac_core.train.config import load_yaml
 from vimpac_core.train.finetune_config import FinetuneConfig
 from vimpac_core.video import view_set
@@ -122,7 +122,7 @@ def test_vimpac_finetune_check_resolves_a_preset_against_a_checkpoint_and_its_da
                                                                                  capsys):
     """`vimpac finetune PRESET --check` (in-process): the analysis preset loads a T5/S128 model as it is,
     the final one a T5/S256 model with clip_len 5 -> 10 (different_shape); the data has the preset's views."""
-    from vimpac_core.cli import main
+    from vimpac_cli import main
     from vimpac_core.model import VimpacConfig, VimpacForPreTraining
     from vimpac_core.shards.synthetic import token_rows, write_token_shards
 

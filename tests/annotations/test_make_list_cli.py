@@ -10,7 +10,7 @@ import pytest
 
 from tests.flows.test_ingest_cli import vimpac
 from tests.ingest.conftest import tiny_tokenizer  # noqa: F401 - pytest fixture
-from vimpac_core.cli import main
+from vimpac_cli import main
 from vimpac_core.video import write_synthetic_video
 
 from .formats import UCF_CLASSES, write_kinetics400, write_ucf101
@@ -49,7 +49,7 @@ def test_kinetics_segments_list_is_ingested(prefect_server, tmp_path, tiny_token
 
 
 def test_ucf101_list_and_its_refusals(tmp_path, capsys):
-    """In-process (`vimpac_core.cli.main`): the same parser and error handling, without a subprocess."""
+    """In-process (`vimpac_cli.main`): the same parser and error handling, without a subprocess."""
     anno = write_ucf101(tmp_path / "anno")
     out = tmp_path / "ucf101_s2.csv"
     args = ["make-list", "ucf101", str(anno), "--videos-root", str(tmp_path / "UCF-101"), "--out", str(out),

@@ -24,7 +24,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 def vimpac(*args: str, cwd: str | Path | None = None, timeout: float = 300,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`vimpac ARGS` as a subprocess; returns it (exit code, stdout, stderr) whatever the code."""
-    return subprocess.run([sys.executable, "-m", "vimpac_core.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vimpac_cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env or cli_env())
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vimpac_core.cli.common import CONFIGS
+from vimpac_cli.common import CONFIGS
 
 from .bad_inputs import CASES, make_world
 from .conftest import last_line, vimpac, write_csv

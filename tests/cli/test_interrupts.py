@@ -44,7 +44,7 @@ def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
     """The CLI in a session of its own, with no Prefect API configured: it starts a temporary server."""
     env = cli_env()
     env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "vimpac_core.cli", *args], start_new_session=True, env=env,
+    return subprocess.Popen([sys.executable, "-m", "vimpac_cli", *args], start_new_session=True, env=env,
                             stdout=open(tmp_path / "stdout", "w"), stderr=open(tmp_path / "stderr", "w"))
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.sweep.helpers import TINY, labelled_shards, save_tiny_checkpoint
-from vimpac_core.cli.demo import DEMO_OUTPUT
+from vimpac_cli.demo import DEMO_OUTPUT
 from vimpac_core.model import VimpacForClassification
 from vimpac_core.storage import check_output_dir
 

@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
 
 def _cli(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "vimpac_core.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vimpac_cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
 
 

@@ -21,7 +21,7 @@ COMMON = ["--fps", "4", "--frame-size", "32", "--batch-size", "8", "--download-r
 
 
 def vimpac(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "vimpac_core.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "vimpac_cli", *args], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if check and proc.returncode != 0:
         raise AssertionError(f"vimpac {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-4000:]}")
@@ -74,7 +74,7 @@ def test_kill_9_mid_ingest_then_rerun_failed_completes_without_duplicates(prefec
     rows = [{"uri": str(p), "video_id": f"{name}-{k}"} for k in range(2) for name, p in sorted(sample_videos.items())]
     lst = write_csv(tmp_path / "list.csv", rows)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "vimpac_core.cli", "ingest", str(lst), "--out", str(out), "--tokenizer",
+    args = [sys.executable, "-m", "vimpac_cli", "ingest", str(lst), "--out", str(out), "--tokenizer",
             tiny_tokenizer, "--shard-size", "1", "--max-workers", "1", "--fps", "25", "--frame-size", "64",
             "--batch-size", "16"]
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

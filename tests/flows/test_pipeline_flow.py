@@ -145,7 +145,7 @@ def test_vimpac_demo_end_to_end_pretraining_beats_scratch(prefect_server, tmp_pa
     out = tmp_path / "demo"
     env = {**os.environ, "PREFECT_API_URL": prefect_server,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "vimpac_core.cli", "demo", "--out", str(out), "--json"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "vimpac_cli", "demo", "--out", str(out), "--json"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])

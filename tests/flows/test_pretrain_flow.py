@@ -90,7 +90,7 @@ def test_cli_pretrain_two_ranks_and_bad_flag(prefect_server, tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text(yaml.safe_dump(tiny_flat(data, str(tmp_path / "unused"), epochs=1)))
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "vimpac_core.cli", "pretrain", str(preset)]
+    cmd = [sys.executable, "-m", "vimpac_cli", "pretrain", str(preset)]
     bad = subprocess.run([*cmd, "--nproc-per-node", "0"], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "nproc_per_node" in bad.stderr
     out = tmp_path / "out"

@@ -103,7 +103,7 @@ def test_two_by_two_sweep_records_a_failure_and_a_rerun_only_redoes_it(prefect_s
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(yaml.safe_dump(sweep))
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "vimpac_core.cli", "sweep", str(sweep_file), "--checkpoint", f"latest:{tmp_path / 'pre'}"]
+    cmd = [sys.executable, "-m", "vimpac_cli", "sweep", str(sweep_file), "--checkpoint", f"latest:{tmp_path / 'pre'}"]
     check = subprocess.run([*cmd, "--check"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert check.returncode == 0, check.stderr[-2000:]
     assert check.stdout.splitlines()[-1] == "4 run(s): 1 to do, 3 already done"
@@ -118,7 +118,7 @@ def test_cli_bad_sweep_and_missing_checkpoint_fail_before_any_work(prefect_serve
     sweep_file.write_text(yaml.safe_dump({"output": str(tmp_path / "out"), "grid": {"lr": [1e-3, -1.0]},
                                           "tasks": {"a": {"data": str(tmp_path)}}}))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "vimpac_core.cli", "sweep", str(sweep_file)]
+    cmd = [sys.executable, "-m", "vimpac_cli", "sweep", str(sweep_file)]
     bad = subprocess.run([*cmd, "--checkpoint", str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "lr" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     sweep_file.write_text(yaml.safe_dump({"output": str(tmp_path / "out"), "tasks": {"a": {"data": str(tmp_path)}}}))

@@ -11,7 +11,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 
-from vimpac_core.cli import main as cli_main
+from vimpac_cli import main as cli_main
 from vimpac_core.tokenizers import load_tokenizer
 from vimpac_core.video import shutdown_workers, write_synthetic_video
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from vimpac_core.cli import build_parser, main
-from vimpac_core.cli.ingest import config_from_args
+from vimpac_cli import build_parser, main
+from vimpac_cli.ingest import config_from_args
 
 
 def _config(*flags: str):

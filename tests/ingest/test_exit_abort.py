@@ -36,7 +36,7 @@ def test_inspect_never_aborts_at_exit(tmp_path, clips, tiny_tokenizer):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     failures = []
     for _ in range(RUNS):
-        proc = subprocess.run([sys.executable, "-m", "vimpac_core.cli", "inspect", cfg.out],
+        proc = subprocess.run([sys.executable, "-m", "vimpac_cli", "inspect", cfg.out],
                               capture_output=True, text=True, timeout=120, env=env)
         if proc.returncode != 0:
             failures.append((proc.returncode, proc.stderr[-300:]))

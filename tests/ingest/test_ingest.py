@@ -167,7 +167,7 @@ def test_inspect_reads_an_output_folder_without_prefect(tmp_path, clips, tiny_to
     lst = write_csv(tmp_path / "l.csv", [{"uri": str(clips[0]), "label": "x"}, {"uri": str(bad), "label": "y"}])
     cfg = _config(lst, tmp_path / "out", tiny_tokenizer)
     _run_all(cfg)
-    code = ("import json, sys; from vimpac_core.cli import main; rc = main(['inspect', sys.argv[1], '--json']); "
+    code = ("import json, sys; from vimpac_cli import main; rc = main(['inspect', sys.argv[1], '--json']); "
             "assert 'prefect' not in sys.modules, 'inspect imported prefect'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, cfg.out], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ import torch
 
 from bench import reference_model as ref
 from tests.model.helpers import config_from, random_codes
-from vimpac_core.cli import main as cli_main
+from vimpac_cli import main as cli_main
 from vimpac_core.errors import CheckpointError, UnsafePickleError
 from vimpac_core.model import (
     VimpacConfig,

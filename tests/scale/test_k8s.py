@@ -111,7 +111,7 @@ def test_stage_two_loads_stage_one_from_the_shared_volume():
 
 
 def test_cli_prints_the_manifest(capsys):
-    from vimpac_core.cli import main
+    from vimpac_cli import main
 
     assert main(["k8s-manifest", "configs/pretrain/large.yaml", "--stage", "2", "--name", "large-s2", "--image", "img:1",
                  "--nodes", "2", "--gpus-per-node", "4", "--pvc", "ckpt"]) == 0

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from vimpac_core.cli import main
+from vimpac_cli import main
 from vimpac_core.errors import ConfigError
 from vimpac_core.plan import Cluster, Rates, TrainStage, Workload, estimate, format_plan
 from vimpac_core.plan.calibrate import count_parameters

@@ -16,7 +16,7 @@ from dall_e import Encoder as RefEncoder
 from dall_e import map_pixels as ref_map_pixels
 from dall_e import unmap_pixels as ref_unmap_pixels
 
-from vimpac_core.cli import main as cli_main
+from vimpac_cli import main as cli_main
 from vimpac_core.errors import TokenizerError, UnsafePickleError
 from vimpac_core.tokenizers import (
     DalleDecoder,

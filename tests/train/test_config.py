@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vimpac_core.cli import main
-from vimpac_core.cli.train import parse_flags
+from vimpac_cli import main
+from vimpac_cli.train import parse_flags
 from vimpac_core.errors import ConfigError
 from vimpac_core.train.config import PretrainConfig, parse_stages
 

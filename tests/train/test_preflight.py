@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.train.helpers import tiny_flat, tiny_shards
-from vimpac_core.cli import main
+from vimpac_cli import main
 from vimpac_core.errors import ConfigError
 from vimpac_core.shards.synthetic import token_rows, write_token_shards
 from vimpac_core.train.config import PretrainConfig, parse_stages

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vimpac_core.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's presets
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the repository's presets
 
 
 def find_preset(name: str, kind: str) -> str:

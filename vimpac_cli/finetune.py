@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vimpac_core.cli.train import parse_flags
+from vimpac_cli.train import parse_flags
 from vimpac_core.errors import ConfigError
 from vimpac_core.storage import check_output_dir
 from vimpac_core.train.checkpoint import STATE_NAME

@@ -26,7 +26,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
-from vimpac_core.cli.common import find_preset
+from vimpac_cli.common import find_preset
 from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
 from vimpac_core.model.config import LAYOUT_PREFIX, layout_from_model_flag

@@ -2,7 +2,8 @@
 
 Each command group lives in its own module of this package with a ``register(subparsers)``
 function. Commands are thin: they parse flags and call a flow (imported lazily, inside the
-command, so that importing vimpac_core never imports Prefect).
+command, so that `--help` and `vimpac inspect` never import Prefect). A package of its own, above
+the flows: nothing in vimpac_core imports it (tests/test_layering.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"vimpac_core.cli.{name}")
+        module = importlib.import_module(f"vimpac_cli.{name}")
         module.register(sub)
     return parser
 

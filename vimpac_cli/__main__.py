@@ -1,0 +1,5 @@
+import sys
+
+from vimpac_cli import main
+
+sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from vimpac_core.cli import main
-
-sys.exit(main())

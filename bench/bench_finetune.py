@@ -45,7 +45,7 @@ def _settings(smoke: bool) -> dict:
         model = dict(layers=1, hid_dim=128, frame_size=32, clip_len=2, nce_proj_hid_dim=128, vocab_size=64)
         return dict(model=model, grid=4, videos=12, frames=4, frame_rate=1, bs=4, steps=2, clips=2, repeats=1)
     model = dict(layers=6, hid_dim=512, frame_size=128, clip_len=5, vocab_size=8192)
-    return dict(model=model, grid=16, videos=48, frames=40, frame_rate=8, bs=4, steps=4, clips=2, repeats=3)
+    return dict(model=model, grid=16, videos=24, frames=40, frame_rate=8, bs=4, steps=4, clips=2, repeats=2)
 
 
 def _flat(data: str, output: str, s: dict) -> dict:

@@ -44,7 +44,7 @@ bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.run_all --smoke
 
 lint: $(STAMP)
-	$(BIN)/ruff check vimpac_core tasks flows tests bench
+	$(BIN)/ruff check vimpac_core vimpac_cli vimpac_tasks vimpac_flows tests bench
 
 clean:
 	rm -rf demo_out bench/out .pytest_cache

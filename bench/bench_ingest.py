@@ -110,9 +110,9 @@ def _efficiency(work: Path, smoke: bool) -> dict:
 
 
 def overhead(work: Path, smoke: bool) -> dict:
-    from flows.ingest import run_ingest
     from vimpac_core.config import IngestConfig
     from vimpac_core.ingest import get_tokenizer, prepare_output, process_shard
+    from vimpac_flows.ingest import run_ingest
 
     n, shard_size = (16, 4) if smoke else (200, 4)
     clips = _clips(work / "small", n, 6, 32, 32)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-UPWARD = ("prefect", "flows", "tasks", "tests", "bench", "vimpac_cli")
+UPWARD = ("prefect", "vimpac_flows", "vimpac_tasks", "flows", "tasks", "tests", "bench", "vimpac_cli")
 
 
 def module_name(path: Path) -> str:
@@ -114,3 +114,20 @@ def test_sideways_arrows_the_layout_forbids():
     assert "vimpac_core.train.launch" not in graph["vimpac_core.train.worker"]  # ranks use train.failures
     bench = {n for p in (REPO / "bench").rglob("*.py") for n in imported_names(p) if n.split(".")[0] == "tests"}
     assert not bench, f"bench imports {sorted(bench)}"
+
+
+def test_orchestration_layers_point_down_only():
+    """tasks never import flows or the command line; flows never import the command line."""
+    for package, above in (("vimpac_tasks", ("vimpac_flows", "vimpac_cli")), ("vimpac_flows", ("vimpac_cli",))):
+        for path in (REPO / package).rglob("*.py"):
+            upward = {n for n in imported_names(path) if n.split(".")[0] in above}
+            assert not upward, f"{module_name(path)} imports {sorted(upward)}"
+
+
+def test_top_level_packages_carry_the_project_prefix():
+    """Installed next to other projects, none of ours may be called plainly `flows` or `tasks`."""
+    import tomllib
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert all(pattern.startswith("vimpac_") for pattern in include), include
+    assert not (REPO / "flows").exists() and not (REPO / "tasks").exists()

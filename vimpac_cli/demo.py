@@ -57,8 +57,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"demo data: {args.pool} unlabelled clips ({pool}), {args.train} + {args.test} labelled ({task})")
-    from flows.pipeline import run_pipeline, summary_markdown
-    from flows.server import prefect_api
+    from vimpac_flows.pipeline import run_pipeline, summary_markdown
+    from vimpac_flows.server import prefect_api
 
     try:
         with prefect_api():

@@ -67,8 +67,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if check:
         print(json.dumps(config.to_flat(), indent=1))
         return 0
-    from flows.finetune import run_finetune
-    from flows.server import prefect_api
+    from vimpac_flows.finetune import run_finetune
+    from vimpac_flows.server import prefect_api
 
     with prefect_api():  # a temporary server in its own session: Ctrl-C reaches only this command
         result = run_finetune(config, timeout_s=float(timeout) if timeout is not None else None)
@@ -120,8 +120,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if check:
         print(json.dumps(config.to_flat(), indent=1))
         return 0
-    from flows.finetune import run_evaluate
-    from flows.server import prefect_api
+    from vimpac_flows.finetune import run_evaluate
+    from vimpac_flows.server import prefect_api
 
     with prefect_api():
         summary = run_evaluate(config, timeout_s=float(timeout) if timeout is not None else None)

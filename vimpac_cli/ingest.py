@@ -1,6 +1,6 @@
 """`vimpac ingest`, `vimpac inspect`, `vimpac rerun-failed`.
 
-ingest and rerun-failed call the Prefect flows of ``flows/ingest.py`` (imported lazily);
+ingest and rerun-failed call the Prefect flows of ``vimpac_flows/ingest.py`` (imported lazily);
 inspect only reads Parquet/JSON from the output folder (no Prefect).
 """
 
@@ -100,9 +100,9 @@ def kept_shards(args: argparse.Namespace) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows.ingest import ShardTasksFailed, run_ingest
-    from flows.server import prefect_api
     from vimpac_core.ingest import get_tokenizer, plan_ingest
+    from vimpac_flows.ingest import ShardTasksFailed, run_ingest
+    from vimpac_flows.server import prefect_api
 
     # Everything that can be checked without decoding fails here, in one line, before any server
     # starts: flags, the output folder, the tokenizer's weights (or bf16 where the device has none),
@@ -125,8 +125,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_rerun_failed(args: argparse.Namespace) -> int:
-    from flows.ingest import ShardTasksFailed, run_rerun_failed
-    from flows.server import prefect_api
+    from vimpac_flows.ingest import ShardTasksFailed, run_rerun_failed
+    from vimpac_flows.server import prefect_api
 
     try:
         with prefect_api():

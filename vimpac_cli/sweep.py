@@ -51,8 +51,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"{'skip' if p.done else 'run '} {p.run.run_id} {p.run.swept} -> {p.output}")
         print(f"{len(plan.runs)} run(s): {len(plan.todo())} to do, {len(plan.runs) - len(plan.todo())} already done")
         return 0
-    from flows.finetune_sweep import run_sweep
-    from flows.server import prefect_api
+    from vimpac_flows.finetune_sweep import run_sweep
+    from vimpac_flows.server import prefect_api
 
     with prefect_api():  # a temporary server in its own session: Ctrl-C reaches only this command
         result = run_sweep(sweep, args.checkpoint)

@@ -73,11 +73,11 @@ def _convert_dalle(args: argparse.Namespace) -> int:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
-    from flows.server import prefect_api
-    from flows.train_tokenizer import train_tokenizer_flow
     from vimpac_core.inputs import read_video_list
     from vimpac_core.tokenizers.train import TrainConfig, find_checkpoint
     from vimpac_core.tokenizers.vqvae import VQVAEConfig
+    from vimpac_flows.server import prefect_api
+    from vimpac_flows.train_tokenizer import train_tokenizer_flow
 
     model = VQVAEConfig(codebook_size=args.codebook_size, channels=tuple(args.channels), embed_dim=args.embed_dim,
                         num_res_blocks=args.num_res_blocks)

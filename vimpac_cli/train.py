@@ -153,8 +153,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if check:
         print(json.dumps([s.to_flat() for s in stages], indent=1))
         return 0
-    from flows.pretrain import run_pretrain
-    from flows.server import prefect_api
+    from vimpac_flows.pretrain import run_pretrain
+    from vimpac_flows.server import prefect_api
 
     with prefect_api():
         results = run_pretrain(stages, timeout_s=float(timeout) if timeout is not None else None)

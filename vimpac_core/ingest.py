@@ -6,7 +6,7 @@ encodes batches of frames with the tokenizer (decode overlapped with encode). Th
 written atomically, then its manifest (the done marker). A bad video never fails its shard: it
 becomes a manifest row with its error class, type and message.
 
-Prefect-free on purpose: ``tasks/ingest.py`` wraps these functions.
+Prefect-free on purpose: ``vimpac_tasks/ingest.py`` wraps these functions.
 """
 
 from __future__ import annotations

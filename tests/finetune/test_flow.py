@@ -82,10 +82,10 @@ def test_cli_finetune_trains_evaluates_and_reports(prefect_server, setup):
 
 
 def test_a_preempted_rank_retries_finetuning_from_its_checkpoint(prefect_server, setup, monkeypatch):
-    import flows.finetune
-    from flows.finetune import finetune
+    import vimpac_flows.finetune
+    from vimpac_flows.finetune import finetune
 
-    monkeypatch.setattr(flows.finetune, "finetune_train", flows.finetune.finetune_train.with_options(retry_delay_seconds=0))
+    monkeypatch.setattr(vimpac_flows.finetune, "finetune_train", vimpac_flows.finetune.finetune_train.with_options(retry_delay_seconds=0))
     root, train, test, load = setup
     output = root / "preempted"
     flat = finetune_flat(train, str(output), load=load, test_data=test, nproc_per_node=2, epochs=3, save_every=2,
@@ -111,7 +111,7 @@ def test_a_preempted_rank_retries_finetuning_from_its_checkpoint(prefect_server,
 def test_a_rank_index_error_is_the_last_line_and_is_not_retried(prefect_server, tmp_path):
     """A vocabulary smaller than the shards' codes, which preflight cannot see (a tokenizer it cannot
     size): the embedding raises IndexError on a rank; that is the command's last line, permanent."""
-    from flows.pretrain import pretrain as pretrain_flow
+    from vimpac_flows.pretrain import pretrain as pretrain_flow
 
     data = tiny_shards(tmp_path / "d", videos=8)
     flat = tiny_flat(data, str(tmp_path / "out"), vocab_size=16, nproc_per_node=2, epochs=1)

@@ -15,11 +15,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
-from flows.ingest import run_ingest
 from tests.ingest.conftest import write_csv
 from vimpac_core.config import DownloadConfig, IngestConfig
 from vimpac_core.pipeline_config import PipelineConfig
 from vimpac_core.shards.manifest import read_all_manifests
+from vimpac_flows.ingest import run_ingest
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_deploy_all_then_worker_runs_rerun_failed(prefect_server, tmp_path, clip
         found = {d.name: d for d in deployments}
         assert set(found) == {"full-pipeline", "rerun-failed", "pretrain"}
         assert {d.work_pool_name for d in deployments} == {"vimpac-process"}
-        assert found["full-pipeline"].entrypoint == "flows/pipeline.py:pipeline"
+        assert found["full-pipeline"].entrypoint == "vimpac_flows/pipeline.py:pipeline"
         assert found["rerun-failed"].pull_steps[0]["prefect.deployments.steps.set_working_directory"] == {
             "directory": str(REPO)}
 

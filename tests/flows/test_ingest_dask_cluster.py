@@ -18,12 +18,12 @@ import time
 import psutil
 import pytest
 
-from flows.ingest import run_ingest
 from tests.flows.test_ingest_flow import _all_rows, _config
 from tests.ingest.conftest import write_csv
 from vimpac_core.ingest import load_plan
 from vimpac_core.shards.manifest import read_all_manifests
 from vimpac_core.shards.writer import read_shard
+from vimpac_flows.ingest import run_ingest
 
 
 @pytest.fixture
@@ -127,8 +127,8 @@ def test_a_worker_killed_mid_shard_loses_nothing(prefect_server, tmp_path, clips
 def test_an_existing_cluster_needs_a_prefect_server(tmp_path, tiny_tokenizer, monkeypatch):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.ingest import build_task_runner
     from vimpac_core.errors import ConfigError
+    from vimpac_flows.ingest import build_task_runner
 
     cfg = _config(tmp_path / "l.csv", tmp_path / "out", tiny_tokenizer, task_runner="dask",
                   dask_address="tcp://10.0.0.5:8786")

@@ -10,12 +10,12 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.ingest import run_ingest, run_rerun_failed
 from tests.ingest.conftest import write_csv
 from vimpac_core.config import DownloadConfig, IngestConfig
 from vimpac_core.ingest import load_plan
 from vimpac_core.shards.manifest import read_all_manifests
 from vimpac_core.shards.writer import read_shard
+from vimpac_flows.ingest import run_ingest, run_rerun_failed
 
 pytestmark = pytest.mark.slow
 
@@ -131,8 +131,8 @@ def test_dask_local_cluster_runner(prefect_server, tmp_path, clips, tiny_tokeniz
 def test_only_transient_errors_are_retried(prefect_server):
     from prefect import flow, task
 
-    from tasks.retry import only_transient
     from vimpac_core.errors import DownloadError, TransientDownloadError
+    from vimpac_tasks.retry import only_transient
 
     calls: list[str] = []
 
@@ -152,9 +152,9 @@ def test_only_transient_errors_are_retried(prefect_server):
 
 
 def test_the_shipped_tasks_use_that_retry_rule():
-    from tasks.ingest import prepare_ingest, retry_shard, tokenize_shard
-    from tasks.retry import only_transient
-    from tasks.tokenizer import sample_frames_task, train_task
+    from vimpac_tasks.ingest import prepare_ingest, retry_shard, tokenize_shard
+    from vimpac_tasks.retry import only_transient
+    from vimpac_tasks.tokenizer import sample_frames_task, train_task
 
     for task_ in (prepare_ingest, tokenize_shard, retry_shard, sample_frames_task, train_task):
         assert task_.retry_condition_fn is only_transient and task_.retries >= 1, task_.name

@@ -81,7 +81,7 @@ def test_pipeline_flow_through_finetuning_then_rerun_skips_finished_stages(prefe
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-    from flows.pipeline import pipeline
+    from vimpac_flows.pipeline import pipeline
 
     rows = [{"uri": str(c), "label": i % 2} for i, c in enumerate(clips)] + [{"uri": "missing.mp4", "label": 0}]
     task_rows = [{"uri": str(c), "label": i % 2, "split": "train" if i < 2 else "test"} for i, c in enumerate(clips)]

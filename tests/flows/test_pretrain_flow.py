@@ -42,7 +42,7 @@ def test_flow_runs_stage1_then_stage2_with_artifacts_and_logs(prefect_server, tm
     )
     from prefect.logging.handlers import APILogHandler
 
-    from flows.pretrain import pretrain
+    from vimpac_flows.pretrain import pretrain
 
     data32, data64 = tiny_shards(tmp_path / "d32", videos=8), tiny_shards(tmp_path / "d64", videos=8, grid=8)
     s1 = tiny_flat(data32, str(tmp_path / "out" / "stage1"), bs_per_gpu=4, epochs=1, schedule_epochs=2)
@@ -120,10 +120,10 @@ def _final_state(output: Path) -> dict[str, torch.Tensor]:
 def test_a_killed_rank_retries_the_stage_from_its_checkpoint(prefect_server, tmp_path, monkeypatch):
     """A rank SIGKILLed (preemption) after the first checkpoint: Prefect retries the task, the retry
     resumes from the checkpoint, and the weights end exactly as in an uninterrupted run."""
-    import flows.pretrain
-    from flows.pretrain import pretrain
+    import vimpac_flows.pretrain
+    from vimpac_flows.pretrain import pretrain
 
-    monkeypatch.setattr(flows.pretrain, "pretrain_stage", flows.pretrain.pretrain_stage.with_options(retry_delay_seconds=0))
+    monkeypatch.setattr(vimpac_flows.pretrain, "pretrain_stage", vimpac_flows.pretrain.pretrain_stage.with_options(retry_delay_seconds=0))
     data = tiny_shards(tmp_path / "data", videos=24)
     common = dict(nproc_per_node=2, epochs=3, save_every=2, dropout=0.1, log_every=1000)
     reference = launch_stage(tiny_config(data, str(tmp_path / "ref"), **common), on_line=lambda _: None, timeout_s=240)
@@ -155,7 +155,7 @@ def test_a_killed_rank_retries_the_stage_from_its_checkpoint(prefect_server, tmp
 
 
 def test_config_errors_are_not_retried(prefect_server, tmp_path):
-    from flows.pretrain import pretrain
+    from vimpac_flows.pretrain import pretrain
 
     bad = tiny_flat(str(tmp_path / "data"), str(tmp_path / "out"), lr=-1.0)
     started = time.monotonic()
@@ -167,7 +167,7 @@ def test_config_errors_are_not_retried(prefect_server, tmp_path):
 
 FLOW_RUNNER = (
     "import json, sys\n"
-    "from flows.pretrain import pretrain\n"
+    "from vimpac_flows.pretrain import pretrain\n"
     "pretrain(stages=[json.loads(sys.argv[1])])\n"
 )
 

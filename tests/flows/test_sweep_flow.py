@@ -58,7 +58,7 @@ def _subflows(sweep_flow_run_id, run_ids: list[str]) -> tuple[list, dict]:
 
 
 def test_two_by_two_sweep_records_a_failure_and_a_rerun_only_redoes_it(prefect_server, tmp_path):
-    from flows.finetune_sweep import finetune_sweep
+    from vimpac_flows.finetune_sweep import finetune_sweep
 
     checkpoint = save_tiny_checkpoint(tmp_path / "pre" / "checkpoints" / "final", step=4)
     sweep = _sweep(tmp_path)

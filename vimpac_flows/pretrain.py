@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from tasks.train import pretrain_stage, report_pretrain
 from vimpac_core.train.config import PretrainConfig
+from vimpac_tasks.train import pretrain_stage, report_pretrain
 
 
 @flow(name="pretrain")

@@ -17,14 +17,14 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.finetune import finetune
-from flows.ingest import run_ingest
-from flows.pretrain import pretrain
-from flows.train_tokenizer import train_tokenizer_flow
-from tasks.report import draw_pipeline_pictures
 from vimpac_core.pipeline_config import FinetuneTask, PipelineConfig
 from vimpac_core.pipeline_state import finished_finetune, finished_stage, finished_tokenizer
 from vimpac_core.train.resolve import resolve_finetune
+from vimpac_flows.finetune import finetune
+from vimpac_flows.ingest import run_ingest
+from vimpac_flows.pretrain import pretrain
+from vimpac_flows.train_tokenizer import train_tokenizer_flow
+from vimpac_tasks.report import draw_pipeline_pictures
 
 TOKENIZER_METRICS = ("tokenizer_id", "tokenizer_spec", "psnr_db", "psnr_gain_db", "codebook_usage",
                      "perplexity_held_out")
@@ -94,7 +94,7 @@ def _task(config: PipelineConfig, task: FinetuneTask, spec: str, skipped: list[s
     ingest = run_ingest(config.task_ingest_config(task, spec))
     out = {"ingest": ingest}
     if task.sweep is not None:
-        from flows.finetune_sweep import finetune_sweep
+        from vimpac_flows.finetune_sweep import finetune_sweep
 
         out["sweep"] = finetune_sweep(sweep=config.sweep_mapping(task), checkpoint=None)
         return out

@@ -25,10 +25,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from flows.finetune import finetune
-from tasks.sweep import plan_task, record_task, report_task
 from vimpac_core.sweep import SweepConfig, load_sweep
 from vimpac_core.sweep.results import METRICS, results_url
+from vimpac_flows.finetune import finetune
+from vimpac_tasks.sweep import plan_task, record_task, report_task
 
 
 def _error_text(state: Any) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.tokenizer import report_task, sample_frames_task, train_task
 from vimpac_core.tokenizers.train import TrainConfig
+from vimpac_tasks.tokenizer import report_task, sample_frames_task, train_task
 
 
 @flow(name="train-tokenizer", log_prints=True)

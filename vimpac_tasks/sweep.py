@@ -2,7 +2,7 @@
 
 Plan (configs checked, checkpoint resolved, hashed and pinned, done runs found), record rows
 in the results table, and report (table + markdown artifacts, ``<output>/summary.md``). The
-fine-tune runs themselves are subflows started by flows/finetune_sweep.py.
+fine-tune runs themselves are subflows started by vimpac_flows/finetune_sweep.py.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.runtime import flow_run
 from prefect.utilities.hashing import hash_objects
 
-from tasks.retry import only_transient
 from vimpac_core import interrupts
 from vimpac_core.config import IngestConfig
 from vimpac_core.errors import TokenizerError
@@ -38,6 +37,7 @@ from vimpac_core.ingest import (
 from vimpac_core.shards.manifest import manifest_url
 from vimpac_core.shards.schema import RESULTS_DIR
 from vimpac_core.storage import exists, is_local, join, local_path, read_bytes
+from vimpac_tasks.retry import only_transient
 
 
 def result_storage_for(out: str) -> Path | RemoteFileSystem:

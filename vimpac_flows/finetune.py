@@ -14,9 +14,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.train import evaluate_checkpoint, finetune_train, report_evaluation
 from vimpac_core.train.finetune import BEST_DIR
 from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
+from vimpac_tasks.train import evaluate_checkpoint, finetune_train, report_evaluation
 
 
 @flow(name="finetune")

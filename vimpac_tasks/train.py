@@ -20,7 +20,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as current_task_run
 
-from tasks.retry import retry_from_checkpoint, retry_transient
 from vimpac_core import interrupts
 from vimpac_core.k8s import K8sJobConfig, run_stage_on_cluster
 from vimpac_core.train.config import PretrainConfig, TrainConfigBase
@@ -28,6 +27,7 @@ from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 from vimpac_core.train.launch import launch_stage, resume_point
 from vimpac_core.train.preflight import check_pretrain
 from vimpac_core.train.resolve import resolve_evaluate, resolve_finetune
+from vimpac_tasks.retry import retry_from_checkpoint, retry_transient
 
 METRIC_COLUMNS = ("stage", "step", "epoch", "loss", "mlm_loss", "nce_loss", "mask_accuracy", "lr", "clips_per_s",
                   "knn_top1", "checkpoint")

@@ -13,7 +13,10 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.ingest import (
+from vimpac_core import interrupts
+from vimpac_core.config import IngestConfig
+from vimpac_core.errors import ConfigError
+from vimpac_tasks.ingest import (
     load_ingest_plan,
     prepare_ingest,
     rerun_targets,
@@ -21,9 +24,6 @@ from tasks.ingest import (
     retry_shard,
     tokenize_shard,
 )
-from vimpac_core import interrupts
-from vimpac_core.config import IngestConfig
-from vimpac_core.errors import ConfigError
 
 
 class ShardTasksFailed(RuntimeError):

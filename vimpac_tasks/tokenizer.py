@@ -17,12 +17,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
-from tasks.retry import only_transient
 from vimpac_core.inputs import read_video_list
 from vimpac_core.storage import atomic_write_bytes
 from vimpac_core.tokenizers.evaluate import export_and_report
 from vimpac_core.tokenizers.frames import sample_frames, split_held_out
 from vimpac_core.tokenizers.train import TrainConfig, train_vqvae
+from vimpac_tasks.retry import only_transient
 
 
 @task(name="sample-frames", retries=2, retry_delay_seconds=2, retry_condition_fn=only_transient,

@@ -45,27 +45,47 @@ class VimpacConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: int = Field(6, ge=1)
-    hid_dim: int = Field(512, ge=1)
-    layout: str = "T,H|W"
-    pos_emb: PosEmb = "hw_separation"
-    vocab_size: int = Field(8192, ge=1)
-    frame_size: int = Field(128, ge=1)
-    clip_len: int = Field(5, ge=1)
-    downsample: int = Field(8, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    pre_activation: bool = False
-    halve_att: bool = False
-    halve_mlp: bool = False
-    gradient_checkpointing: bool = False
-    nce_proj_layers: int = Field(2, ge=1)
-    nce_proj_hid_dim: int = Field(2048, ge=1)
-    nce_bn_after_proj: bool = False
-    nce_temperature: float = Field(0.2, gt=0.0)
-    mlm_weight: float = Field(1.0, ge=0.0)
-    nce_weight: float = Field(1.0, ge=0.0)
-    last_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    num_labels: int | None = Field(None, ge=1)
+    layers: int = Field(6, ge=1, description="Residual blocks of the backbone.")
+    hid_dim: int = Field(512, ge=1, description="Hidden width D of the backbone; attention heads = hid_dim // 64.")
+    layout: str = Field(
+        "T,H|W",
+        description="Attention blocks of a residual block over axes T, H, W: ',' runs blocks in turn, '|' "
+        "patterns in parallel (original --model efflayout<layout>, e.g. efflayoutT,H|W).",
+    )
+    pos_emb: PosEmb = Field(
+        "hw_separation",
+        description="Positional embedding: default (one flat table), temporal_separation (time + space) "
+        "or hw_separation (time + height + width, as released).",
+    )
+    vocab_size: int = Field(
+        8192, ge=1, description="Visual codes V of the tokenizer; the token table has V+5 rows (PAD V+1, MASK V+4)."
+    )
+    frame_size: int = Field(128, ge=1, description="Frame side S in pixels the tokens come from; divisible by downsample.")
+    clip_len: int = Field(5, ge=1, description="Token frames T per clip.")
+    downsample: int = Field(
+        8, ge=1, description="Pixels per token along a side (the tokenizer's factor); tokens per side = frame_size // downsample."
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout probability in the backbone (embeddings, attention, MLP).")
+    pre_activation: bool = Field(
+        False, description="Pre-LN blocks (LayerNorm first, a final ln_post) instead of the default post-LN blocks."
+    )
+    halve_att: bool = Field(False, description="Attention width hid_dim / 2 instead of hid_dim (not with pre_activation).")
+    halve_mlp: bool = Field(False, description="MLP hidden width 2 * hid_dim instead of 4 * hid_dim.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute each block's activations in the backward pass to save memory (original --grad-checkpoint)."
+    )
+    nce_proj_layers: int = Field(2, ge=1, description="Layers of the contrastive projection head on CLS.")
+    nce_proj_hid_dim: int = Field(2048, ge=1, description="Width of the contrastive head's hidden layers.")
+    nce_bn_after_proj: bool = Field(False, description="BatchNorm after the contrastive head's last (256-wide) layer.")
+    nce_temperature: float = Field(0.2, gt=0.0, description="Temperature of the contrastive (InfoNCE) loss.")
+    mlm_weight: float = Field(1.0, ge=0.0, description="Weight of the mask-then-predict loss in the total loss.")
+    nce_weight: float = Field(1.0, ge=0.0, description="Weight of the contrastive loss in the total loss.")
+    last_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Dropout probability before the fine-tuning classifier on CLS."
+    )
+    num_labels: int | None = Field(
+        None, ge=1, description="Classes of the fine-tuning classifier; None: no classifier, or taken from the data when fine-tuning."
+    )
 
     @field_validator("layout")
     @classmethod

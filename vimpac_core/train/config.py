@@ -45,47 +45,77 @@ class TrainConfigBase(BaseModel):
     KIND: ClassVar[str] = "training"  # names the config in error messages
     ENTRY: ClassVar[str] = ""  # the module torchrun runs for it (-m ENTRY --config run.json)
 
-    model: VimpacConfig = Field(default_factory=VimpacConfig)
+    model: VimpacConfig = Field(
+        default_factory=VimpacConfig, description="The model's hyper-parameters (flat model keys of a preset land here)."
+    )
     # Data: an ingest output folder (any fsspec URL) and how to cut clips from it.
-    data: str
-    split: str | None = None
-    storage_options: dict[str, Any] = Field(default_factory=dict)
-    frame_rate: int = Field(2, ge=1)
-    num_workers: int = Field(2, ge=0)
-    cache_row_groups: int = Field(4, ge=1)
+    data: str = Field(description="Token shards to train on: an ingest output folder (any fsspec URL).")
+    split: str | None = Field(
+        None, description="Keep only videos of this split of the ingest list (rows without a split always stay); None: all."
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for reading data (e.g. S3 endpoint_url, key, secret)."
+    )
+    frame_rate: int = Field(
+        2, ge=1, description="Stride between a clip's frames, in token frames (original --frame-rate is in fps: "
+        "tokens ingested at 16 fps need 8 for 2 fps clips)."
+    )
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes per rank (0: load in the training process).")
+    cache_row_groups: int = Field(4, ge=1, description="Decoded Parquet row groups each data worker keeps in memory (LRU).")
     # Optimisation (paper Table 4 defaults for the small analysis model).
-    lr: float = Field(1e-3, gt=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.98, ge=0, lt=1)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
-    warm_up: float = Field(0.1, ge=0)  # < 1: a fraction of the schedule's steps; >= 1: a number of steps
-    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    bs_per_gpu: int = Field(32, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    gradient_accumulation: int | None = Field(None, ge=1)
-    grad_clip: float = Field(1.0, ge=0)
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    seed: int = 9595
-    # Processes and devices: torchrun starts nproc_per_node ranks; device auto = cuda when present.
-    nproc_per_node: int = Field(1, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.98, ge=0, lt=1, description="AdamW beta2.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon (original --epsilon).")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay (none on biases and LayerNorm weights).")
+    warm_up: float = Field(
+        0.1, ge=0, description="Linear warm-up: below 1 a fraction of the schedule's steps, otherwise a whole number of steps."
+    )
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate decay after warm-up: linear or cosine to 0, or constant."
+    )
+    epochs: int = Field(10, ge=1, description="Passes over the training videos in this run (stage).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps; None: run all epochs.")
+    bs_per_gpu: int = Field(32, ge=1, description="Videos per micro-batch on each rank.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Videos per optimizer step over all ranks (gradient accumulation follows); "
+        "None: gradient_accumulation decides."
+    )
+    gradient_accumulation: int | None = Field(
+        None, ge=1, description="Micro-batches per optimizer step; None: from batch_size, else 1."
+    )
+    grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this value (original --clip-grad-norm).")
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="Mixed precision: none (fp32), bf16, or fp16 with a loss scaler (GPU only; original --fp16)."
+    )
+    seed: int = Field(9595, description="Random seed of weights, data order, clips and masks (dropout adds the rank).")
+    # Processes and devices: torchrun starts nproc_per_node ranks.
+    nproc_per_node: int = Field(1, ge=1, description="Training processes (ranks) torchrun starts on each node.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of each rank: cpu, cuda, or auto (cuda when present).")
     # Several nodes: one launcher per node (this config with its node_rank), meeting at torchrun's c10d
-    # rendezvous on rdzv_endpoint (HOST:PORT, reachable from every node); output is shared by all nodes.
-    nnodes: int = Field(1, ge=1)
-    node_rank: int = Field(0, ge=0)
-    rdzv_endpoint: str | None = None
-    rdzv_id: str = "vimpac"
+    # rendezvous on rdzv_endpoint; output is shared by all nodes.
+    nnodes: int = Field(1, ge=1, description="Nodes of the run, each running one launcher with its own node_rank.")
+    node_rank: int = Field(0, ge=0, description="This node's rank among nnodes, from 0.")
+    rdzv_endpoint: str | None = Field(
+        None, description="HOST:PORT of torchrun's c10d rendezvous, reachable from every node; needed when nnodes > 1."
+    )
+    rdzv_id: str = Field("vimpac", description="Rendezvous id shared by the nodes of one run.")
     # Output, checkpoints, starting points.
-    output: str
-    save_every: int = Field(0, ge=0)
-    keep_checkpoints: int = Field(2, ge=1)
-    log_every: int = Field(10, ge=1)
-    resume: bool = False
-    load: str | None = None
-    different_shape: bool = False
+    output: str = Field(description="Local folder for checkpoints/, metrics and tensorboard/ (shared by all nodes).")
+    save_every: int = Field(
+        0, ge=0, description="Also save a checkpoint every this many optimizer steps; 0: only at epoch ends."
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Newest step checkpoints kept in output/checkpoints (older ones pruned).")
+    log_every: int = Field(10, ge=1, description="Log training metrics every this many optimizer steps.")
+    resume: bool = Field(
+        False, description="Continue from the latest checkpoint in output (weights, optimizer, counters, RNG) when there is one."
+    )
+    load: str | None = Field(
+        None, description="Local checkpoint folder whose weights start the run (ignored when resume finds a checkpoint)."
+    )
+    different_shape: bool = Field(
+        False, description="Allow load from another clip_len / frame_size: positional tables are interpolated."
+    )
 
     @field_validator("output", "load")
     @classmethod
@@ -171,17 +201,33 @@ class PretrainConfig(TrainConfigBase):
     KIND: ClassVar[str] = "pre-training"
     ENTRY: ClassVar[str] = "vimpac_core.train.pretrain"
 
-    views: list[str] | None = None
-    nce_relevance_range: int | None = Field(None, ge=0)
-    mask_blocks: int = 5
-    mask_rand_replace: bool = False
-    schedule_epochs: int | None = Field(None, ge=1)
-    load_optimizer: bool = True
+    views: list[str] | None = Field(
+        None, description="Views (ingest view names) a video's clips are drawn from; None: every view it has."
+    )
+    nce_relevance_range: int | None = Field(
+        None, ge=0, description="Most token frames between the starts of a video's two clips; None: unbounded."
+    )
+    mask_blocks: int = Field(
+        5, description="Masked blocks per clip; negative -p: i.i.d. token masking with probability p/1000."
+    )
+    mask_rand_replace: bool = Field(
+        False, description="Per block: 80% MASK, 10% random code, 10% unchanged (all predicted) instead of all MASK."
+    )
+    schedule_epochs: int | None = Field(
+        None, ge=1, description="Epochs the lr schedule spans (e.g. both stages' total); None: epochs."
+    )
+    load_optimizer: bool = Field(
+        True, description="With load: carry the checkpoint's optimizer, schedule and counters on (a next stage)."
+    )
     # kNN monitor: top-1 of a k-NN classifier on CLS features of a labelled shard set.
-    knn_data: str | None = None
-    knn_every: int = Field(1, ge=1)
-    knn_k: int = Field(20, ge=1)
-    knn_views: list[str] | None = None
+    knn_data: str | None = Field(
+        None, description="Labelled token shards (fsspec URL) for a k-NN top-1 monitor on CLS features; None: no monitor."
+    )
+    knn_every: int = Field(1, ge=1, description="Run the k-NN monitor every this many epochs.")
+    knn_k: int = Field(20, ge=1, description="Neighbours of the k-NN monitor's classifier.")
+    knn_views: list[str] | None = Field(
+        None, description="Views of knn_data the monitor reads (the first is used); None: the shards' first view."
+    )
 
     @model_validator(mode="after")
     def _check_pretrain(self) -> PretrainConfig:

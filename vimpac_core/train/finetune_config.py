@@ -42,24 +42,37 @@ class FinetuneConfig(TrainConfigBase):
     KIND: ClassVar[str] = "fine-tuning"
     ENTRY: ClassVar[str] = "vimpac_core.train.finetune"
 
-    dataset: str = "generic"  # a free-text name (ucf101, ssv2...): reports and presets
-    train_views: list[str] | None = None  # None: every view the video has
-    test_data: str | None = None  # None: the training folder (filtered by test_split)
-    test_split: str | None = None
-    test_views: list[str] | None = None  # None: the views every test video has
-    val_data: str | None = None  # a validation set picks the best epoch (never the test set)
-    val_split: str | None = None
-    num_test_clips: int = Field(1, ge=1)
-    last_test_clips: list[int] = Field(default_factory=list)
-    test_clip_position: ClipPosition = "start"
-    eval_per_epochs: int = Field(1, ge=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    dataset: str = Field("generic", description="Free-text dataset name (ucf101, ssv2...) shown in reports and metrics.")
+    train_views: list[str] | None = Field(
+        None, description="Views a training sample is drawn from (one at random per sample); None: every view the video has."
+    )
+    test_data: str | None = Field(
+        None, description="Token shards of the test set (fsspec URL); None: the training folder, filtered by test_split."
+    )
+    test_split: str | None = Field(None, description="Split of the test shards to evaluate; None: all their videos.")
+    test_views: list[str] | None = Field(
+        None, description="Views every test video contributes (softmax averaged over views x clips); "
+        "None: the views every test video has."
+    )
+    val_data: str | None = Field(
+        None, description="Validation shards whose top-1 picks the best epoch (<output>/best; never the test set); None: none."
+    )
+    val_split: str | None = Field(None, description="Split of val_data to evaluate; None: all its videos.")
+    num_test_clips: int = Field(1, ge=1, description="Temporal clips per test video in every evaluation.")
+    last_test_clips: list[int] = Field(
+        default_factory=list, description="More clip counts evaluated after training, e.g. 2,5,10 (a list or comma-separated)."
+    )
+    test_clip_position: ClipPosition = Field(
+        "start", description="Where a single test clip sits: start (as released) or center; 2+ clips are evenly spaced."
+    )
+    eval_per_epochs: int = Field(1, ge=1, description="Evaluate every this many epochs, and always after the last one.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss (0: none).")
     # The release's fine-tuning defaults.
-    lr: float = Field(1e-4, gt=0)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    epochs: int = Field(50, ge=1)
-    bs_per_gpu: int = Field(4, ge=1)
+    lr: float = Field(1e-4, gt=0, description="Peak learning rate of AdamW.")
+    beta2: float = Field(0.999, ge=0, lt=1, description="AdamW beta2.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (none on biases and LayerNorm weights).")
+    epochs: int = Field(50, ge=1, description="Passes over the training videos.")
+    bs_per_gpu: int = Field(4, ge=1, description="Videos per micro-batch on each rank (also the test batch).")
 
     @field_validator("last_test_clips", mode="before")
     @classmethod
@@ -98,22 +111,28 @@ class EvaluateConfig(BaseModel):
     KIND: ClassVar[str] = "evaluation"
     ENTRY: ClassVar[str] = "vimpac_core.train.evaluate"
 
-    checkpoint: str
-    data: str
-    split: str | None = None
-    views: list[str] | None = None
-    output: str
-    num_test_clips: list[int] = Field(default_factory=lambda: [1])  # one evaluation per clip count
-    clip_position: ClipPosition = "start"
-    frame_rate: int = Field(2, ge=1)
-    bs_per_gpu: int = Field(4, ge=1)
-    nproc_per_node: int = Field(1, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_workers: int = Field(2, ge=0)
-    cache_row_groups: int = Field(4, ge=1)
-    storage_options: dict[str, Any] = Field(default_factory=dict)
-    dataset: str = "generic"
-    tag: str = "test"  # TensorBoard / metrics prefix
+    checkpoint: str = Field(description="Local folder of the fine-tuned model to test (a checkpoint or model folder).")
+    data: str = Field(description="Labelled token shards of the test set (any fsspec URL).")
+    split: str | None = Field(None, description="Split of data to evaluate; None: all its videos.")
+    views: list[str] | None = Field(
+        None, description="Views every test video contributes; None: the views every test video has."
+    )
+    output: str = Field(description="Local folder for metrics.json, per clip count predictions, and tensorboard/.")
+    num_test_clips: list[int] = Field(
+        default_factory=lambda: [1], description="Temporal clip counts per video, one evaluation each (e.g. 1,2,5,10)."
+    )
+    clip_position: ClipPosition = Field(
+        "start", description="Where a single clip sits: start (as released) or center; 2+ clips are evenly spaced."
+    )
+    frame_rate: int = Field(2, ge=1, description="Stride between a clip's frames, in token frames (as in training).")
+    bs_per_gpu: int = Field(4, ge=1, description="Videos per batch on each rank.")
+    nproc_per_node: int = Field(1, ge=1, description="Evaluation processes (ranks) torchrun starts.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of each rank: cpu, cuda, or auto (cuda when present).")
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes per rank (0: load in the main process).")
+    cache_row_groups: int = Field(4, ge=1, description="Decoded Parquet row groups each data worker keeps in memory (LRU).")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for reading data.")
+    dataset: str = Field("generic", description="Free-text dataset name recorded in metrics.json.")
+    tag: str = Field("test", description="Prefix of the TensorBoard and metrics names (e.g. test, val).")
 
     @field_validator("num_test_clips", mode="before")
     @classmethod

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vimpac_core.errors import CheckpointError
-from vimpac_core.storage import complete_dir, replace_dir
+from vimpac_core.storage import complete_dir, staged_dir
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
@@ -31,18 +29,11 @@ def write_model_folder(
     """Write ``state`` (moved to CPU, contiguous) and ``{"architecture": ..., **config}`` as the
     folder ``path`` atomically; ``metadata`` goes into the safetensors header. Returns ``path``."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    with staged_dir(final) as tmp:
         tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=metadata)
         meta = {"architecture": architecture, **config}
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=sort_keys) + "\n")
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

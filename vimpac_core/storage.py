@@ -13,13 +13,14 @@ a fault-injecting proxy; an error that outlasts those retries reaches the caller
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import fsspec
@@ -172,6 +173,37 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def staging_name(final: str | Path) -> Path:
+    """A fresh hidden sibling ``.<name>.tmp-<random>`` to build the folder ``final`` in."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | Path, *, clear_stale: bool = False) -> Iterator[Path]:
+    """Build the local folder ``final`` out of sight, then swap it in whole.
+
+    Yields a new empty hidden sibling (:func:`staging_name`); when the block ends without error it
+    replaces ``final`` through :func:`replace_dir` (a reader sees the old folder or the new one,
+    never half of one), and on any error (a kill included, as far as Python sees it) it is removed
+    and nothing of ``final`` changed. ``clear_stale``: first delete the staging folders of ``final``
+    that an earlier killed process left, for callers that are the only writer of ``final``.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if clear_stale:
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = staging_name(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _move_entries(tmp: Path, final: Path) -> Path:

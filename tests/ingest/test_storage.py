@@ -94,3 +94,27 @@ def test_replace_dir_swaps_whole_folders_and_a_crash_leaves_a_complete_one(tmp_p
     final.rename(tmp_path / ".tokenizer.old-1a2b3c4d")
     assert (complete_dir(final) / "weights").read_text() == "v2"
     assert complete_dir(tmp_path / "nothing") is None
+
+
+def test_staged_dir_swaps_in_a_whole_folder_and_an_error_changes_nothing(tmp_path):
+    from vimpac_core.storage import check_output_dir, staged_dir
+
+    final = tmp_path / "out" / "model"
+    with staged_dir(final) as tmp:
+        assert tmp.parent == final.parent and tmp.name.startswith(".model.tmp-") and not any(tmp.iterdir())
+        (tmp / "weights").write_text("v1")
+        assert not final.exists()  # nothing visible until the block ends
+    assert (final / "weights").read_text() == "v1"
+    with pytest.raises(RuntimeError), staged_dir(final) as tmp:
+        (tmp / "weights").write_text("half")
+        raise RuntimeError("killed mid-save")
+    assert (final / "weights").read_text() == "v1"  # the old folder untouched, the staging one gone
+    assert sorted(p.name for p in final.parent.iterdir()) == ["model"]
+    # A staging folder a killed process left is the command's own (check_output_dir) and is cleared
+    # by a writer that says it is the only one.
+    (final.parent / ".model.tmp-deadbeef").mkdir()
+    assert check_output_dir(str(final.parent), ["model"], overwrite=False, owner="test") == ["model"]
+    with staged_dir(final, clear_stale=True) as tmp:
+        (tmp / "weights").write_text("v2")
+    assert sorted(p.name for p in final.parent.iterdir()) == ["model"]
+    assert (final / "weights").read_text() == "v2"

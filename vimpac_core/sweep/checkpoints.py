@@ -22,13 +22,12 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from vimpac_core.errors import CheckpointError
 from vimpac_core.model_folder import CONFIG_NAME, WEIGHTS_NAME
-from vimpac_core.storage import atomic_write_bytes, complete_dir, replace_dir
+from vimpac_core.storage import atomic_write_bytes, complete_dir, staged_dir
 from vimpac_core.train.checkpoint import STATE_NAME, latest_checkpoint
 
 log = logging.getLogger(__name__)
@@ -146,17 +145,10 @@ def pin_checkpoint(folder: str | Path, sha256: str, pins: str | Path) -> Path:
     existing = complete_dir(final)
     if existing is not None and checkpoint_digest(existing) == sha256:
         return existing
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    with staged_dir(final) as tmp:
         for name in (CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_NAME + DIGEST_CACHE_SUFFIX):
             if (Path(folder) / name).is_file():
                 _link_or_copy(Path(folder) / name, tmp / name)
         if checkpoint_digest(tmp) != sha256:
             raise CheckpointError(f"{folder}: {WEIGHTS_NAME} changed while it was pinned; run the sweep again")
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -30,7 +29,7 @@ from vimpac_core import interrupts
 from vimpac_core.config_base import CheckedConfig
 from vimpac_core.errors import CheckpointError, ConfigError
 from vimpac_core.optim_state import load_optimizer_tensors, optimizer_tensors
-from vimpac_core.storage import complete_dir, replace_dir
+from vimpac_core.storage import complete_dir, staged_dir
 from vimpac_core.tokenizers.vqvae import VQVAE, VQVAEConfig, pixels_to_model_range
 
 log = logging.getLogger(__name__)
@@ -74,14 +73,13 @@ def make_optimizer(model: VQVAE, lr: float) -> torch.optim.Adam:
 
 
 def save_checkpoint(out_dir: Path, model: VQVAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> Path:
-    """Write ``out_dir/checkpoint`` atomically: build ``checkpoint.tmp``, then swap it in."""
-    final, tmp = out_dir / CHECKPOINT_DIR, out_dir / f"{CHECKPOINT_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tensors = {f"optimizer/{k}": v for k, v in optimizer_tensors(opt).items()}
-    save_file({**tensors, "torch_rng": torch.get_rng_state()}, str(tmp / TRAINER_STATE), metadata={"step": str(step)})
-    (tmp / TRAIN_CONFIG).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True))
-    return replace_dir(tmp, final)
+    """Write ``out_dir/checkpoint`` atomically: build it in a hidden sibling, then swap it in."""
+    with staged_dir(out_dir / CHECKPOINT_DIR, clear_stale=True) as tmp:
+        model.save_pretrained(tmp)
+        tensors = {f"optimizer/{k}": v for k, v in optimizer_tensors(opt).items()}
+        save_file({**tensors, "torch_rng": torch.get_rng_state()}, str(tmp / TRAINER_STATE), metadata={"step": str(step)})
+        (tmp / TRAIN_CONFIG).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True))
+    return out_dir / CHECKPOINT_DIR
 
 
 def find_checkpoint(out_dir: Path) -> Path | None:

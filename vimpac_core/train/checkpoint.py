@@ -24,7 +24,6 @@ import json
 import logging
 import random
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from vimpac_core.errors import CheckpointError
 from vimpac_core.optim_state import optimizer_tensors
-from vimpac_core.storage import atomic_write_bytes, replace_dir
+from vimpac_core.storage import atomic_write_bytes, staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +96,7 @@ def save_checkpoint(
     ``grad_scaler``: ``GradScaler.state_dict()`` of an fp16 run (loss scale and growth counter),
     stored as JSON so a resumed run keeps its loss scale instead of starting over."""
     final = Path(folder)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with staged_dir(final) as tmp:  # two renames at the end: latest_checkpoint copes with a kill in between
         model.save_pretrained(tmp)  # first: it replaces the folder it is given
         save_file(optimizer_tensors(optimizer), str(tmp / OPTIM_NAME))
         rng_tensors, rng_json = {}, []
@@ -115,10 +112,6 @@ def save_checkpoint(
             **(extra or {}),
         }
         atomic_write_bytes(str(tmp / STATE_NAME), (json.dumps(payload, indent=1, default=_json_default) + "\n").encode())
-        replace_dir(tmp, final)  # two renames: latest_checkpoint copes with a kill in between
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _write_pointer(final.parent, final.name)
     _remove_leftovers(final.parent, keep=None)
     return final

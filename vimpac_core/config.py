@@ -16,78 +16,75 @@ from vimpac_core.tokenizers.base import parse_tokenizer_spec
 
 
 class DownloadConfig(BaseModel):
-    """How videos are fetched: http(s) always, other remote fsspec URLs are staged locally.
-
-    Attributes:
-        store: fsspec URL of a video store where fetched http(s) videos are kept (None: only a
-            temporary local copy is made). Videos readable in place (local, s3) are never copied.
-        max_bytes: refuse videos larger than this (bytes).
-        timeout_s: deadline of one whole download attempt, body included (seconds).
-        retries: extra attempts for transient failures (5xx, resets, timeouts).
-        backoff_s: first back-off delay (seconds), doubled after each attempt.
-    """
+    """How videos are fetched: http(s) always, other remote fsspec URLs are staged locally."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store: str | None = None
-    max_bytes: int = Field(default=2 * 1024**3, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)
-    retries: int = Field(default=3, ge=0)
-    backoff_s: float = Field(default=1.0, ge=0)
+    store: str | None = Field(
+        default=None,
+        description="fsspec URL of a video store keeping fetched http(s) videos (None: a temporary local copy only); "
+        "videos readable in place (local, s3) are never copied.",
+    )
+    max_bytes: int = Field(default=2 * 1024**3, gt=0, description="Refuse videos larger than this many bytes.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Deadline in seconds of one whole download attempt, body included.")
+    retries: int = Field(default=3, ge=0, description="Extra attempts after a transient failure (5xx, reset, timeout).")
+    backoff_s: float = Field(default=1.0, ge=0, description="First back-off delay in seconds, doubled after each attempt.")
 
 
 class IngestConfig(BaseModel):
-    """Everything one ``vimpac ingest`` run needs; it is a flow parameter too.
-
-    Attributes:
-        inputs: the video list (CSV, JSONL, Parquet or mmaction2 txt; any fsspec URL).
-        out: output folder (fsspec URL) for shards/, manifest/, classes.json.
-        root: folder that relative uris of the list resolve against (default: the list's folder).
-        list_format: force the list format instead of guessing from the suffix.
-        class_index: classes of another ingest (its ``classes.json`` or output folder) so that
-            this list (e.g. val) maps class names to the same indices (None: this list's own).
-        fps: target frames per second (FFmpeg fps-filter selection).
-        frame_size: crop size in pixels (S); views resize the short side to S or 1.25 S.
-        views: a view-set name (pretrain, finetune, test) or comma-separated explicit view specs.
-        flip: include flipped views in view sets that have them (``--no-flip`` for SSV2-like data).
-        tokenizer: ``dalle:PATH`` or ``vqvae:PATH``.
-        precision: the tokenizer's encoding precision: ``fp32`` (the release's exact codes) or
-            ``bf16`` (needs native bf16 on ``device``); recorded in the tokenizer id of every row.
-        device: torch device of the tokenizer.
-        shard_size: videos per shard (each shard is a unit of retry).
-        batch_size: frames per tokenizer batch.
-        decode_window: frames decoded at a time (bounds memory per video).
-        probe_timeout_s / decode_timeout_s: per-video limits (seconds).
-        task_runner: ``threads`` (default) or ``dask``.
-        max_workers: concurrent shard tasks (threads) or Dask workers of a local cluster.
-        dask_address: address of an existing Dask scheduler (None: a local cluster).
-        task_retries: Prefect retries of a shard task (transient errors only).
-    """
+    """Everything one ``vimpac ingest`` run needs; it is a flow parameter too."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    inputs: str
-    out: str
-    root: str | None = None
-    list_format: Literal["csv", "jsonl", "parquet", "txt"] | None = None
-    class_index: str | None = None
-    fps: float = Field(default=2.0, gt=0)
-    frame_size: int = Field(default=128, gt=0)
-    views: str = "pretrain"
-    flip: bool = True
-    tokenizer: str
-    precision: Literal["fp32", "bf16"] = "fp32"
-    device: str = "cpu"
-    shard_size: int = Field(default=64, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    decode_window: int = Field(default=32, gt=0)
-    probe_timeout_s: float = Field(default=60.0, gt=0)
-    decode_timeout_s: float = Field(default=300.0, gt=0)
-    download: DownloadConfig = DownloadConfig()
-    task_runner: Literal["threads", "dask"] = "threads"
-    max_workers: int = Field(default=2, gt=0)
-    dask_address: str | None = None
-    task_retries: int = Field(default=2, ge=0)
+    inputs: str = Field(description="The video list: CSV, JSONL, Parquet or mmaction2 txt (any fsspec URL).")
+    out: str = Field(description="Output folder (fsspec URL) for shards/, manifest/ and classes.json.")
+    root: str | None = Field(
+        default=None, description="Folder the list's relative uris resolve against; None: the list's folder."
+    )
+    list_format: Literal["csv", "jsonl", "parquet", "txt"] | None = Field(
+        default=None, description="Format of the list; None: guessed from its suffix."
+    )
+    class_index: str | None = Field(
+        default=None,
+        description="classes.json (or output folder) of another ingest, so this list (e.g. val) maps class names "
+        "to the same indices; None: this list's own classes.",
+    )
+    fps: float = Field(default=2.0, gt=0, description="Frames per second kept from each video (FFmpeg fps-filter selection).")
+    frame_size: int = Field(
+        default=128, gt=0, description="Crop size S in pixels (a multiple of 8); views resize the short side to S or 1.25 S."
+    )
+    views: str = Field(
+        default="pretrain",
+        description="A view-set name (pretrain, finetune, test) or comma-separated explicit view specs.",
+    )
+    flip: bool = Field(
+        default=True, description="Include the flipped views of view sets that have them (--no-flip for SSV2-like data)."
+    )
+    tokenizer: str = Field(description="Tokenizer spec: dalle:PATH or vqvae:PATH.")
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="Tokenizer precision: fp32 (the release's exact codes) or bf16 (needs native bf16 on device); "
+        "recorded in every row's tokenizer id.",
+    )
+    device: str = Field(default="cpu", description="Torch device of the tokenizer (cpu, cuda, cuda:1...).")
+    shard_size: int = Field(default=64, gt=0, description="Videos per shard (each shard is one unit of retry).")
+    batch_size: int = Field(default=64, gt=0, description="Frames per tokenizer batch.")
+    decode_window: int = Field(default=32, gt=0, description="Frames decoded at a time (bounds memory per video).")
+    probe_timeout_s: float = Field(default=60.0, gt=0, description="Limit in seconds to probe one video.")
+    decode_timeout_s: float = Field(
+        default=300.0, gt=0, description="Seconds the decoder may take over one whole video before it is killed."
+    )
+    download: DownloadConfig = Field(
+        default=DownloadConfig(), description="How remote videos are fetched (DownloadConfig fields)."
+    )
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads", description="Runs shard tasks on threads or on Dask (a local cluster or dask_address)."
+    )
+    max_workers: int = Field(default=2, gt=0, description="Concurrent shard tasks (threads) or workers of a local Dask cluster.")
+    dask_address: str | None = Field(
+        default=None, description="Address of an existing Dask scheduler; None: start a local cluster."
+    )
+    task_retries: int = Field(default=2, ge=0, description="Prefect retries of a shard task (transient errors only).")
 
     @field_validator("frame_size")
     @classmethod

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from vimpac_core import interrupts
@@ -49,17 +49,17 @@ class ShardPlan(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    shard_id: str
-    entries: tuple[VideoEntry, ...]
+    shard_id: str = Field(description="Stable id <index:05d>-<12 hex> of the videos, settings and tokenizer.")
+    entries: tuple[VideoEntry, ...] = Field(description="The shard's videos, in list order.")
 
 
 class IngestPlan(BaseModel):
     """What an output folder holds: written once as ``ingest_plan.json`` next to the shards."""
 
-    config: IngestConfig
-    tokenizer_id: str
-    classes: list[str]
-    shards: list[ShardPlan]
+    config: IngestConfig = Field(description="The ingest settings the folder was written with.")
+    tokenizer_id: str = Field(description="Id of the tokenizer (weights and precision) that made the tokens.")
+    classes: list[str] = Field(description="Class names; a label is its index here.")
+    shards: list[ShardPlan] = Field(description="Every shard of the folder, in order.")
 
 
 def shard_id_for(index: int, entries: Iterable[VideoEntry], settings: dict, tokenizer_id: str) -> str:

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from vimpac_core.errors import ConfigError
 from vimpac_core.shards.schema import CLASSES_FILE
@@ -39,12 +39,12 @@ class VideoEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    uri: str
-    video_id: str
-    label: int | None = None
-    split: str | None = None
-    start: float | None = None
-    end: float | None = None
+    uri: str = Field(description="Where the video is: a path or any fsspec / http(s) URL.")
+    video_id: str = Field(description="The video's file-name-safe id, unique in its list.")
+    label: int | None = Field(None, description="Class index; None: unlabelled.")
+    split: str | None = Field(None, description="The list's split of this video (train, test...); None: none given.")
+    start: float | None = Field(None, description="Segment start in seconds of source time; None: the video's start.")
+    end: float | None = Field(None, description="Segment end in seconds of source time; None: the video's end.")
 
     @property
     def window(self) -> tuple[float, float] | None:

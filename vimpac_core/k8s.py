@@ -49,34 +49,28 @@ class ClusterJobTimeout(TransientError):
 
 
 class K8sJobConfig(BaseModel):
-    """Where and how a stage runs on Kubernetes.
-
-    Attributes:
-        name: the job's name (DNS label: lowercase letters, digits, '-'; at most 52 characters,
-            the operator appends pod suffixes); also the rendezvous id.
-        image: container image holding this project (infra/Dockerfile).
-        nodes: pods (one per node), each running ``gpus_per_node`` ranks.
-        gpus_per_node: GPUs each pod requests (``nvidia.com/gpu``); 0 runs CPU ranks (gloo).
-        checkpoint_pvc: a ReadWriteMany PersistentVolumeClaim shared by every pod.
-        checkpoint_mount: where it is mounted; the stage's output goes under it.
-        backoff_limit: pod restarts the operator allows before the job fails.
-    """
+    """Where and how a stage runs on Kubernetes."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    image: str
-    namespace: str = "default"
-    nodes: int = Field(1, ge=1)
-    gpus_per_node: int = Field(1, ge=0)
-    checkpoint_pvc: str
-    checkpoint_mount: str = "/checkpoints"
-    cpu: str = "8"
-    memory: str = "64Gi"
-    shm_size: str = "16Gi"
-    backoff_limit: int = Field(3, ge=0)
-    service_account: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    name: str = Field(
+        description="The job's name and rendezvous id: a DNS label (lowercase letters, digits, '-'), at most 52 "
+        "characters (the operator appends pod suffixes)."
+    )
+    image: str = Field(description="Container image holding this project (infra/Dockerfile).")
+    namespace: str = Field("default", description="Kubernetes namespace of the job and its ConfigMap.")
+    nodes: int = Field(1, ge=1, description="Pods (one per node), each running gpus_per_node ranks.")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs each pod requests (nvidia.com/gpu); 0: CPU ranks (gloo).")
+    checkpoint_pvc: str = Field(description="A ReadWriteMany PersistentVolumeClaim shared by every pod.")
+    checkpoint_mount: str = Field(
+        "/checkpoints", description="Absolute path where the claim is mounted; the stage's output goes under it."
+    )
+    cpu: str = Field("8", description="CPU request and limit of each pod (Kubernetes quantity).")
+    memory: str = Field("64Gi", description="Memory request and limit of each pod (Kubernetes quantity).")
+    shm_size: str = Field("16Gi", description="Size of the in-memory /dev/shm volume (DataLoader workers share it).")
+    backoff_limit: int = Field(3, ge=0, description="Pod restarts the operator allows before the job fails.")
+    service_account: str | None = Field(None, description="Service account of the pods; None: the namespace's default.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables of the container.")
 
     @field_validator("name")
     @classmethod

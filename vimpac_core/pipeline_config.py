@@ -43,21 +43,17 @@ PIPELINE_INGEST_FIELDS = ("inputs", "out", "tokenizer", "frame_size", "root")
 
 
 class TokenizerTrainSettings(BaseModel):
-    """Settings of the train-tokenizer stage (used when no ``tokenizer`` spec is given).
-
-    Attributes:
-        frame_size: square training frame side in pixels (multiple of 8).
-        frames_per_video: frames sampled from each video.
-        fps: sampling rate of those frames (frames per second).
-        train: TrainConfig fields (steps, batch_size, lr, ...); ``model`` holds VQVAEConfig fields.
-    """
+    """Settings of the train-tokenizer stage (used when no ``tokenizer`` spec is given)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    frame_size: int = Field(64, gt=0)
-    frames_per_video: int = Field(16, gt=0)
-    fps: float = Field(2.0, gt=0)
-    train: dict[str, Any] = Field(default_factory=dict)
+    frame_size: int = Field(64, gt=0, description="Side in pixels of the square training frames (a multiple of 8).")
+    frames_per_video: int = Field(16, gt=0, description="Frames sampled from each video for training.")
+    fps: float = Field(2.0, gt=0, description="Rate (frames per second) at which those frames are sampled.")
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Tokenizer TrainConfig fields (steps, batch_size, lr...); its 'model' maps VQVAEConfig fields.",
+    )
 
     @field_validator("train")
     @classmethod
@@ -89,28 +85,30 @@ SWEEP_KEYS = {"grid", "max_parallel", "timeout_s"}
 
 class FinetuneTask(BaseModel):
     """One downstream task: its labelled video list, how to ingest it, and the fine-tuning settings.
-
-    Attributes:
-        name: folder name under ``out/tasks/``.
-        videos: the labelled video list (with a ``split`` column: ``train`` and ``test`` by default).
-        root: folder the list's relative uris resolve against (default: the list's folder).
-        ingest: IngestConfig fields for this task's ingest (default views: ``finetune``, whose 12
-            views include the 3 test crops); frame_size comes from ``config`` (or the last stage's).
-        config: flat FinetuneConfig fields (model fields mixed in), except data/test_data/output/load.
-        sweep: run a sweep over the pre-trained checkpoint instead of one fine-tuning: a mapping with
-            ``grid`` (fine-tune field -> list of values, as in a ``vimpac sweep`` file) and optionally
-            ``max_parallel``; ``config`` is the base every grid point starts from. Runs already done
-            for the same checkpoint and config are skipped by the sweep itself.
-    """
+    Runs a sweep already did for the same checkpoint and config are skipped by the sweep itself."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=TASK_NAME)
-    videos: str
-    root: str | None = None
-    ingest: dict[str, Any] = Field(default_factory=dict)
-    config: dict[str, Any] = Field(default_factory=dict)
-    sweep: dict[str, Any] | None = None
+    name: str = Field(pattern=TASK_NAME, description="Task name: its folder under out/tasks/ (letters, digits, _ . -).")
+    videos: str = Field(
+        description="The labelled video list, with a split column (train and test unless config says otherwise)."
+    )
+    root: str | None = Field(
+        None, description="Folder the list's relative uris resolve against; None: the list's folder."
+    )
+    ingest: dict[str, Any] = Field(
+        default_factory=dict,
+        description="IngestConfig fields for this task's ingest (views default to finetune, whose 12 views include "
+        "the 3 test crops); frame_size comes from config or the last pre-training stage.",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Flat FinetuneConfig fields (model fields mixed in), except data, test_data, output and load.",
+    )
+    sweep: dict[str, Any] | None = Field(
+        None, description="Sweep the pre-trained checkpoint instead of one fine-tuning: a grid (field -> values, "
+        "config as the base), optional max_parallel and timeout_s; None: one fine-tuning."
+    )
 
     @field_validator("ingest")
     @classmethod
@@ -142,16 +140,28 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    videos: str
-    out: str
-    root: str | None = None
-    tokenizer: str | None = None
-    train_tokenizer: TokenizerTrainSettings = Field(default_factory=TokenizerTrainSettings)
-    ingest: dict[str, Any] = Field(default_factory=dict)
-    pretrain: dict[str, Any]
-    finetune: list[FinetuneTask] = Field(default_factory=list)
-    compare_scratch: bool = False
-    timeout_s: float | None = Field(None, gt=0)
+    videos: str = Field(description="The pre-training video list (CSV, JSONL, Parquet or mmaction2 txt; any fsspec URL).")
+    out: str = Field(description="Output folder of every stage (tokenizer/, tokens<S>/, pretrain/, tasks/).")
+    root: str | None = Field(None, description="Folder the list's relative uris resolve against; None: the list's folder.")
+    tokenizer: str | None = Field(
+        None, description="Tokenizer spec dalle:PATH or vqvae:PATH; None: train our VQ-VAE into out/tokenizer first."
+    )
+    train_tokenizer: TokenizerTrainSettings = Field(
+        default_factory=TokenizerTrainSettings, description="How the VQ-VAE trains when tokenizer is None."
+    )
+    ingest: dict[str, Any] = Field(
+        default_factory=dict, description="IngestConfig fields for every ingest, except inputs, out, root, tokenizer, frame_size."
+    )
+    pretrain: dict[str, Any] = Field(
+        description="A flat pre-training preset (model fields mixed in, optional stage2 mapping), without data and output."
+    )
+    finetune: list[FinetuneTask] = Field(default_factory=list, description="Downstream tasks fine-tuned after pre-training.")
+    compare_scratch: bool = Field(
+        False, description="Also fine-tune every task from random weights (out/tasks/<name>/scratch) for comparison."
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Limit in seconds of each training launch (pre-training stage, fine-tuning, evaluation); None: no limit."
+    )
 
     @field_validator("tokenizer")
     @classmethod

@@ -32,30 +32,29 @@ HOUR = 3600.0
 
 
 class Rates(BaseModel):
-    """Per-unit throughputs. GPU rates are per GPU; decode is per decoder worker (a CPU core).
-
-    Attributes:
-        source: where the figures come from (printed with the plan).
-        download_MBps_per_node: network bandwidth of one node, MB/s (None: no download stage).
-        video_kbps: mean bitrate of the source videos, kbit/s (needed with a bandwidth).
-        decode_frames_per_s: output frames/s of one decoder worker at the plan's fps.
-        tokenize_frames_per_s: frame size (pixels) -> frames/s of one GPU (per view-frame).
-        train_tokens_per_s: stage name (stage1, stage2, finetune) -> tokens/s of one GPU, a
-            training step's forward + backward + optimizer (both clips' tokens count).
-        zstd_ratio: raw uint16 token bytes / shard bytes.
-        scaling_efficiency: throughput of G GPUs / (G x one GPU's), in (0, 1].
-    """
+    """Per-unit throughputs. GPU rates are per GPU; decode is per decoder worker (a CPU core)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = "given"
-    download_MBps_per_node: float | None = Field(None, gt=0)
-    video_kbps: float | None = Field(None, gt=0)
-    decode_frames_per_s: float = Field(gt=0)
-    tokenize_frames_per_s: dict[int, float]
-    train_tokens_per_s: dict[str, float]
-    zstd_ratio: float = Field(1.0, gt=0)
-    scaling_efficiency: float = Field(1.0, gt=0, le=1)
+    source: str = Field("given", description="Where the figures come from (printed with the plan).")
+    download_MBps_per_node: float | None = Field(
+        None, gt=0, description="Network bandwidth of one node in MB/s; None: no download stage."
+    )
+    video_kbps: float | None = Field(
+        None, gt=0, description="Mean bitrate of the source videos in kbit/s (needed with a bandwidth)."
+    )
+    decode_frames_per_s: float = Field(gt=0, description="Output frames/s of one decoder worker at the plan's fps.")
+    tokenize_frames_per_s: dict[int, float] = Field(
+        description="Frame size in pixels -> frames/s of one GPU (per view-frame)."
+    )
+    train_tokens_per_s: dict[str, float] = Field(
+        description="Stage name (stage1, stage2, finetune) -> tokens/s of one GPU over a whole training step "
+        "(forward, backward, optimizer; both clips' tokens count)."
+    )
+    zstd_ratio: float = Field(1.0, gt=0, description="Raw uint16 token bytes / shard bytes.")
+    scaling_efficiency: float = Field(
+        1.0, gt=0, le=1, description="Throughput of G GPUs / (G x one GPU's), in (0, 1]."
+    )
 
 
 @dataclass(frozen=True)

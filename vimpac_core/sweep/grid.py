@@ -47,8 +47,10 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    preset: str | None = None
-    grid: dict[str, Any] = Field(default_factory=dict)
+    preset: str | None = Field(None, description="Fine-tune preset YAML the task's runs start from; None: no preset.")
+    grid: dict[str, Any] = Field(
+        default_factory=dict, description="The task's own grid entries: field -> values, replacing the shared grid's."
+    )
 
     def fields(self) -> dict[str, Any]:
         """The fine-tune fields given directly on the task (e.g. ``data``)."""
@@ -60,14 +62,22 @@ class SweepConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = "sweep"
-    output: str
-    checkpoint: str | None = None
-    max_parallel: int = Field(1, ge=1)
-    timeout_s: float | None = Field(None, gt=0)
-    base: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, Any] = Field(default_factory=dict)
-    tasks: dict[str, TaskSpec] = Field(min_length=1)
+    name: str = Field("sweep", description="Name of the sweep in its summary and Prefect artifacts.")
+    output: str = Field(description="Folder of results.parquet, summary.md and runs/<run id>/.")
+    checkpoint: str | None = Field(
+        None, description="Checkpoint folder to fine-tune from, or latest:<pre-training output>; None: give --checkpoint."
+    )
+    max_parallel: int = Field(1, ge=1, description="Fine-tune runs at once.")
+    timeout_s: float | None = Field(
+        None, gt=0, description="Limit in seconds of each torchrun launch (train, evaluate) of a run; None: no limit."
+    )
+    base: dict[str, Any] = Field(default_factory=dict, description="Fine-tune fields every run shares.")
+    grid: dict[str, Any] = Field(
+        default_factory=dict, description="Field -> list of values, swept as a cartesian product (first field outermost)."
+    )
+    tasks: dict[str, TaskSpec] = Field(
+        min_length=1, description="Task name -> a fine-tune preset, its data and any fine-tune field (and its own grid)."
+    )
 
     @field_validator("tasks")
     @classmethod

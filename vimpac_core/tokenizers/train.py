@@ -44,14 +44,14 @@ class TrainConfig(CheckedConfig):
     KIND: ClassVar[str] = "tokenizer training"
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    steps: int = Field(2000, ge=1, description="optimizer steps")
-    batch_size: int = Field(32, ge=1, description="frames per step")
-    lr: float = Field(2e-3, gt=0, description="Adam learning rate")
-    seed: int = Field(0, description="seed of the initial weights and of the frame order")
-    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
-    log_every: int = Field(50, ge=1, description="steps between logged losses")
-    hflip: bool = Field(True, description="random horizontal flips")
-    model: VQVAEConfig = Field(default_factory=VQVAEConfig, description="the VQ-VAE's shape (VQVAEConfig fields)")
+    steps: int = Field(2000, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(32, ge=1, description="Frames per step.")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
+    seed: int = Field(0, description="Seed of the initial weights and of the frame order.")
+    checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints.")
+    log_every: int = Field(50, ge=1, description="Steps between logged losses.")
+    hflip: bool = Field(True, description="Random horizontal flips.")
+    model: VQVAEConfig = Field(default_factory=VQVAEConfig, description="The VQ-VAE's shape (VQVAEConfig fields).")
 
 
 def to_model_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -39,16 +39,16 @@ class VQVAEConfig(CheckedConfig):
     KIND: ClassVar[str] = "VQ-VAE"
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    codebook_size: int = Field(512, ge=2, description="number of codes (the token vocabulary); at least 2")
-    embed_dim: int = Field(64, ge=1, description="dimension of a code vector")
+    codebook_size: int = Field(512, ge=2, description="Number of codes (the token vocabulary); at least 2.")
+    embed_dim: int = Field(64, ge=1, description="Dimension of a code vector.")
     channels: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
-        (32, 64, 128), description="widths of the three stride-2 stages (downsample 2**3 = 8)")
-    num_res_blocks: int = Field(2, ge=0, description="residual blocks at the lowest resolution, in encoder and decoder")
-    in_channels: int = Field(3, ge=1, description="picture channels (RGB)")
-    commitment_cost: float = Field(0.25, ge=0, description="beta of the commitment loss")
-    ema_decay: float = Field(0.99, gt=0, lt=1, description="codebook EMA decay, in (0, 1)")
-    ema_eps: float = Field(1e-5, gt=0, description="EMA smoothing of the code counts")
-    dead_code_threshold: float = Field(1.0, ge=0, description="a code whose EMA usage count drops below this is restarted")
+        (32, 64, 128), description="Widths of the three stride-2 stages (downsample 2**3 = 8).")
+    num_res_blocks: int = Field(2, ge=0, description="Residual blocks at the lowest resolution, in encoder and decoder.")
+    in_channels: int = Field(3, ge=1, description="Picture channels (RGB).")
+    commitment_cost: float = Field(0.25, ge=0, description="Beta of the commitment loss.")
+    ema_decay: float = Field(0.99, gt=0, lt=1, description="Codebook EMA decay, in (0, 1).")
+    ema_eps: float = Field(1e-5, gt=0, description="EMA smoothing of the code counts.")
+    dead_code_threshold: float = Field(1.0, ge=0, description="A code whose EMA usage count drops below this is restarted.")
 
     @classmethod
     def from_dict(cls, data: dict) -> VQVAEConfig:

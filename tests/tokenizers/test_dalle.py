@@ -89,11 +89,13 @@ def test_codes_identical_to_the_package(pickles, size, fast):
 
 
 def test_default_path_logits_are_bit_identical_to_the_package(pickles):
-    """Through the tokenizer's own path (input transform included): every logit equal, not just codes."""
+    """Through the tokenizer's own path (input transform included): every logit equal, not just codes,
+    to the package's given the frames as its users pass them (a permuted uint8 view: channels-last)."""
     folder, enc, _ = pickles
     frames = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-    x = ref_map_pixels((x - 0.5) / 0.5 * 0.5 + 0.5).contiguous()  # the VIMPAC release, op by op
+    x = ref_map_pixels((x - 0.5) / 0.5 * 0.5 + 0.5)  # the VIMPAC release, op by op
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     with torch.no_grad():
         want = enc(x)
     naive = ref_map_pixels(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
@@ -103,6 +105,44 @@ def test_default_path_logits_are_bit_identical_to_the_package(pickles):
     tok.encoder.register_forward_hook(lambda _m, _i, out: seen.append(out.clone()))
     tok.encode(frames)
     assert torch.equal(seen[0], want)
+
+
+def weight_copies(forward) -> int:
+    """How many tensors ``forward`` copies into another layout (``aten::contiguous`` -> ``clone``)."""
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        forward()
+    return sum(e.name == "aten::clone" and e.cpu_parent is not None and e.cpu_parent.name == "aten::contiguous"
+               for e in prof.events())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_exact_mode_runs_each_layout_as_the_package_does_without_copying_weights(pickles, threads):
+    """Both memory layouts give the package's logits bit for bit (and its layout); for channels-last
+    input the k x k weights are converted once, not on every call as F.conv2d would, also after new
+    weights are loaded."""
+    folder, enc, _ = pickles
+    ours = load_dalle_encoder(folder / "encoder.pkl")
+    frames = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    x = ref_map_pixels(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+    previous, saved = torch.get_num_threads(), {k: v.clone() for k, v in enc.state_dict().items()}
+    torch.set_num_threads(threads)  # the package's own logits depend on it: compare like with like
+    try:
+        for layout in (x, x.contiguous()):
+            with torch.no_grad():
+                want = enc(layout)
+                got = ours(layout.clone(), exact=True)
+            assert torch.equal(got, want) and got.stride() == want.stride()
+        # 25 k x k convs (the 7x7 input, 3 per block): F.conv2d copies each weight, we do not.
+        assert weight_copies(lambda: enc(x)) == 25
+        assert weight_copies(lambda: ours(x.clone(), exact=True)) == 0
+        other = {k: torch.randn_like(v) if k.endswith(".w") else v for k, v in enc.state_dict().items()}
+        ours.load_state_dict(other)  # the kept channels-last copies are now stale
+        enc.load_state_dict(other)
+        with torch.no_grad():
+            assert torch.equal(ours(x.clone(), exact=True), enc(x))
+    finally:
+        torch.set_num_threads(previous)
+        enc.load_state_dict(saved)  # the module's other tests share the package's encoder
 
 
 def test_onednn_path_is_close_and_repacks_changed_weights(pickles):

@@ -105,3 +105,31 @@ def sample_videos() -> dict[str, Path]:
     clips = {p.stem: p for p in sorted(folder.glob("*.mp4"))}
     assert clips, f"no sample clips under {folder}"
     return clips
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> Path:
+    """The project built as a wheel from its git-tracked files and installed (no dependencies: they
+    come from this environment) into a folder of its own; returns that folder. Put it first on
+    PYTHONPATH and run its ``bin/vimpac`` from outside the checkout to use the installed copy."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    source, wheels, target = (tmp_path_factory.mktemp(n) for n in ("source", "wheels", "installed"))
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        src, dst = repo / name, source / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the working tree, not yet committed
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, dst)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(source), "-w", str(wheels)], check=True)
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    return target

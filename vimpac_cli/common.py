@@ -6,12 +6,12 @@ from pathlib import Path
 
 from vimpac_core.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the repository's presets
+CONFIGS = Path(__file__).resolve().parent / "configs"  # the presets, packaged (a checkout links ./configs here)
 
 
 def find_preset(name: str, kind: str) -> str:
-    """A preset path as given, else under the repository's ``configs/`` (``configs/<kind>/tiny.yaml``,
-    ``tiny.yaml`` or just ``tiny``), so a preset is found from any working directory.
+    """A preset path as given, else a packaged preset (``configs/<kind>/tiny.yaml``, ``tiny.yaml`` or
+    just ``tiny``), so a preset is found from any working directory, in a checkout or an installed wheel.
 
     Raises:
         ConfigError: no such file; the message lists the presets of ``kind``.

@@ -21,7 +21,7 @@ from vimpac_core import interrupts
 from vimpac_core.errors import ConfigError
 from vimpac_core.storage import check_output_dir
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"  # packaged
 # What the demo writes directly in --out (the pipeline's outputs; anything else is someone else's).
 DEMO_OUTPUT = ("data", "tokenizer", "tokens*", "pretrain", "tasks", "reports", "sweeps")  # see docs/architecture.md
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from vimpac_cli.common import find_preset
 from vimpac_core.errors import ConfigError
 
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `plan` to the `vimpac` parser."""
     p = sub.add_parser("plan", help="estimate wall time, GPU hours and storage of a run",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("preset", help="pre-training preset YAML, e.g. configs/pretrain/large.yaml")
+    p.add_argument("preset", help="pre-training preset: a YAML path or a packaged preset name (large, small, tiny)")
     what = p.add_argument_group("videos")
     what.add_argument("--videos", type=int, help="number of videos")
     what.add_argument("--mean-duration", type=float, help="mean duration of a video, seconds")
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--gpus-per-node", type=int, default=1)
     where.add_argument("--decode-workers-per-node", type=int, default=8, help="CPU cores decoding per node")
     rates = p.add_argument_group("rates")
-    rates.add_argument("--rates", help="YAML/JSON file of rates (per GPU, per decoder worker)")
+    rates.add_argument("--rates", help="YAML/JSON file of rates (per GPU, per decoder worker), or a packaged one (v100-derived)")
     rates.add_argument("--calibrate", action="store_true", help="measure the rates on this machine")
     rates.add_argument("--tokenizer", help="tokenizer to calibrate, e.g. vqvae:tok/tokenizer or dalle:encoder.pkl")
     rates.add_argument("--sample-video", help="video to calibrate decode on (default: a generated clip)")
@@ -100,7 +101,7 @@ def _preset_stages(args: argparse.Namespace) -> list:
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
     if args.stage2_epochs is not None:
         overrides["stage2.epochs"] = args.stage2_epochs
-    return parse_stages(args.preset, overrides)
+    return parse_stages(find_preset(args.preset, "pretrain"), overrides)
 
 
 def _rates(args: argparse.Namespace, stages: list, fps: float):
@@ -110,7 +111,7 @@ def _rates(args: argparse.Namespace, stages: list, fps: float):
         raise ConfigError("rates: give --rates FILE or --calibrate, not both")
     if args.rates:
         try:
-            data = yaml.safe_load(Path(args.rates).read_text())
+            data = yaml.safe_load(Path(find_preset(args.rates, "plan")).read_text())
         except (OSError, yaml.YAMLError) as err:
             raise ConfigError(f"rates: {args.rates!r} cannot be read: {err}") from None
         return Rates.model_validate(data)

@@ -1,6 +1,7 @@
-"""What a decoder worker reuses between a probe and the decode that follows: the probe's decord
-reader (opened at the size the decode will need) and the probe's orientation, only for the same,
-unchanged file; frames stay those of a fresh decode. Run in this process (the worker's code)."""
+"""What a decoder worker reuses between a probe and the decode that follows on decord's seeking
+path (``method='seek'``): the probe's decord reader (opened at the size the decode will need) and
+the probe's orientation, only for the same, unchanged file; frames stay those of a fresh decode.
+Run in this process (the worker's code)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def counted(monkeypatch):
 def _probe_then_decode(path: str, scratch: str) -> tuple:
     info = probe_local(path, open_reader=decode_module.open_reader_for_probe)
     idx, _ = info.select(5)
-    return info, idx, collect(decode_module.decode_windows(path, idx, VIEWS, 8, scratch))
+    return info, idx, collect(decode_module.decode_windows(path, idx, VIEWS, 8, scratch, method="seek"))
 
 
 def test_the_decode_reuses_the_probes_reader_and_orientation(counted, clips, tmp_path):
@@ -69,7 +70,7 @@ def test_a_changed_file_is_opened_afresh(counted, clips, tmp_path):
     os.utime(path, ns=(1, 1))
     counted.update(decord=0, pyav=0)
     idx = np.arange(0, 72, 6)
-    got = collect(decode_module.decode_windows(path, idx, VIEWS, 8, str(tmp_path)))
+    got = collect(decode_module.decode_windows(path, idx, VIEWS, 8, str(tmp_path), method="seek"))
     assert counted == {"decord": 2, "pyav": 1}  # nothing of the probed file was used
     assert probe(path).num_frames == 72 != info.num_frames
     for view in VIEWS:

@@ -1,8 +1,12 @@
-"""Decode only the chosen frames of a video into views, window by window (decord, in a worker).
+"""Decode only the chosen frames of a video into views, window by window (in a worker).
 
-For each distinct short side, decord decodes the chosen frames already resized (bilinear) in
-one forward pass; crops and flips are numpy slices. Frames are decoded in windows of
-``window`` output frames, so memory is bounded by the window, not the video length.
+Two paths give the same frames and pixels. Forward (``forward.py``, the usual one): the packets
+are read once, in order, as FFmpeg's fps filter does, and only the chosen frames are scaled.
+Seek (decord's ``get_batch`` per window): seeks to the keyframe before each chosen frame in a new
+GOP; kept for indices out of order, files whose frames pts cannot tell apart, and sparse choices
+over many GOPs, where seeking decodes fewer frames (``forward_is_cheaper``). Either way each
+distinct short side is resized bilinearly; crops and flips are numpy slices. Frames are decoded
+in windows of ``window`` output frames, so memory is bounded by the window, not the video length.
 
 Rotation: decord 0.6 honours the display matrix inconsistently (180 degrees is applied; 90/270
 give a squashed picture at an explicit size, or a wrongly sized buffer without one), so a rotated
@@ -21,7 +25,8 @@ Per-video overhead (a short clip's cost beyond decoding its frames) is kept to o
 first-frame decode and one decord open per short side: a worker process remembers the short sides
 of its last decode, its probe opens decord at the size that gives for the new video (frame count
 and times do not depend on the size), and the decode that follows reuses that reader and the
-probe's orientation when it is the same, unchanged file. Anything else opens afresh, as before.
+probe's orientation when it is the same, unchanged file; the forward path likewise takes over
+the probe's PyAV container (no second open). Anything else opens afresh, as before.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from vimpac_core.errors import VideoError
+from vimpac_core.video.forward import (
+    SAFE_WIDTH_STEP,
+    decode_forward,
+    forward_is_cheaper,
+    index_packets,
+)
 from vimpac_core.video.geometry import ViewSpec, resize_width, resized_size
 from vimpac_core.video.probe import display_rotation, first_frame, open_video
 
@@ -57,6 +68,7 @@ _ORIENTATIONS: OrderedDict[tuple, tuple[int, int, int]] = OrderedDict()  # this 
 _REMEMBERED = 16
 _last_sides: tuple[int, ...] = ()  # short sides of this process's last decode
 _probe_reader: dict[tuple, object] = {}  # at most one: (file key, height, width) -> decord reader
+_probe_container: dict[tuple, object] = {}  # at most one: file key -> the probe's PyAV container
 
 
 def _file_key(path: str) -> tuple:
@@ -87,6 +99,31 @@ def open_reader_for_probe(path: str, rotation: int, coded_h: int, coded_w: int):
     reader = _open_reader(path, height, width)
     _probe_reader[(_file_key(path), height, width)] = reader
     return reader
+
+
+def keep_container_for_decode(path: str, container) -> None:
+    """``probe_local``'s ``keep_container``: hold the probe's PyAV container (one at a time) for
+    the forward pass of a decode of the same, unchanged file."""
+    _drop_probe_container()
+    _probe_container[_file_key(path)] = container
+
+
+def _drop_probe_container() -> None:
+    for container in _probe_container.values():
+        container.close()
+    _probe_container.clear()
+
+
+def _forward_container(path: str):
+    """The probe's container of ``path`` (decoder single-threaded) or a new one."""
+    kept = _probe_container.pop(_file_key(path), None)
+    _drop_probe_container()
+    if kept is not None:
+        return kept
+    container = open_video(path)
+    codec = container.streams.video[0].codec_context
+    codec.thread_type, codec.thread_count = "NONE", 1
+    return container
 
 
 def _orientation(path: str) -> tuple[int, int, int]:
@@ -121,7 +158,6 @@ def _unrotated_copy(path: str, scratch_dir: str) -> str:
 
 
 _PADDED_ROWS = "DECORDArrayCopyFromTo"  # decord's message when a frame's rows are padded
-_SAFE_WIDTH_STEP = 64  # pixels; 3 * 64 k bytes per row is already aligned, so never padded
 
 
 def _open_reader(path: str, height: int, width: int):
@@ -138,7 +174,7 @@ def _open_reader(path: str, height: int, width: int):
 class _SizedReader:
     """Frames at exactly ``height`` x ``width`` (coded orientation), resized by decord.
 
-    Falls back to decoding ``_SAFE_WIDTH_STEP``-aligned widths plus ``resize_width`` when decord
+    Falls back to decoding ``SAFE_WIDTH_STEP``-aligned widths plus ``resize_width`` when decord
     cannot hand out this width (see the module docstring).
     """
 
@@ -159,7 +195,7 @@ class _SizedReader:
             frames = self.reader.get_batch(indices.tolist()).asnumpy()
         except decord.DECORDError as e:
             if _PADDED_ROWS in str(e) and self.decode_width == self.width:
-                self.decode_width = -(-self.width // _SAFE_WIDTH_STEP) * _SAFE_WIDTH_STEP
+                self.decode_width = -(-self.width // SAFE_WIDTH_STEP) * SAFE_WIDTH_STEP
                 self.reader = _open_reader(self.path, self.height, self.decode_width)
                 return self.get_batch(indices)
             raise VideoError(
@@ -170,41 +206,104 @@ class _SizedReader:
 
 
 def decode_windows(
-    path: str, frame_indices: np.ndarray, views: list[ViewSpec], window: int, scratch_dir: str
+    path: str,
+    frame_indices: np.ndarray,
+    views: list[ViewSpec],
+    window: int,
+    scratch_dir: str,
+    method: str = "auto",
 ) -> Iterator[dict[str, np.ndarray]]:
-    """The decode itself; runs inside a worker process (see ``decode_views``)."""
+    """The decode itself; runs inside a worker process (see ``decode_views``).
+
+    ``method``: 'forward' (one pass, forward.py), 'seek' (decord's get_batch per window) or
+    'auto': forward for nondecreasing indices where it decodes less than ``FORWARD_ADVANTAGE``
+    times the frames seeking would. Both give the same frames and pixels.
+    """
     global _last_sides
+    if method not in ("auto", "forward", "seek"):
+        raise ValueError(f"method must be 'auto', 'forward' or 'seek', got {method!r}")
     _last_sides = tuple(sorted({v.short_side for v in views}))
     rotation, coded_h, coded_w = _orientation(path)
     turns = rotation // 90
     if turns:
         path = _unrotated_copy(path, scratch_dir)
     shown_h, shown_w = (coded_w, coded_h) if turns % 2 else (coded_h, coded_w)
-    readers = {}
-    for side in sorted({v.short_side for v in views}):
+    sizes = {}
+    for side in _last_sides:
         resize_h, resize_w = resized_size(shown_h, shown_w, side)
-        if turns % 2:  # decord resizes the coded (unrotated) picture
-            resize_h, resize_w = resize_w, resize_h
-        readers[side] = _SizedReader(path, resize_h, resize_w)
-    _probe_reader.clear()  # not reused (other sizes or file): free it now
-    num_frames = len(next(iter(readers.values())))
+        sizes[side] = (resize_w, resize_h) if turns % 2 else (resize_h, resize_w)  # decord resizes the coded picture
+    chunks = [frame_indices[start : start + window] for start in range(0, frame_indices.size, window)]
+    windows = None
+    if method != "seek":
+        windows = _forward_plan(path, frame_indices, chunks, sizes, method == "forward")
+    _drop_probe_container()  # the forward pass has taken it, or it is not needed
+    if windows is None:
+        windows = _seek_windows(path, frame_indices, chunks, sizes)
+    for chunk, frames in zip(chunks, windows, strict=True):
+        yield _cut_views(frames, chunk, views, turns)
+
+
+def _forward_plan(path: str, frame_indices: np.ndarray, chunks, sizes, forced: bool):
+    """The forward pass's windows where it applies and (unless ``forced``) decodes less, else None."""
+    if not frame_indices.size or np.any(np.diff(frame_indices) < 0):
+        packets = container = None
+    else:
+        container = _forward_container(path)
+        packets = index_packets(container)
+    if forced and packets is None:
+        raise ValueError(f"{path}: method 'forward' needs nondecreasing indices and packets with distinct pts")
+    if packets is None or not (forced or forward_is_cheaper(packets, np.unique(frame_indices))):
+        if container is not None:
+            container.close()
+        return None
+    _probe_reader.clear()  # not needed: free it now
+    _check_range(path, frame_indices, len(packets.pts))
+    return _forward_windows(container, path, packets, chunks, sizes)
+
+
+def _check_range(path: str, frame_indices: np.ndarray, num_frames: int) -> None:
     if frame_indices.size and frame_indices.max() >= num_frames:
         raise ValueError(
             f"{path}: frame index {int(frame_indices.max())} out of range (video has {num_frames} frames)"
         )
-    for start in range(0, frame_indices.size, window):
-        chunk = frame_indices[start : start + window]
-        unique, inverse = np.unique(chunk, return_inverse=True)  # decord wants sorted, distinct indices
-        out: dict[str, np.ndarray] = {}
-        for side, reader in readers.items():
-            frames = reader.get_batch(unique)  # [u, h, w, 3] uint8
-            if turns:
-                frames = np.rot90(frames, k=turns, axes=(1, 2))
-            for view in views:
-                if view.short_side == side:
-                    out[view.name] = view.apply(frames)[inverse]
-            del frames
-        yield out
+
+
+def _forward_windows(container, path, packets, chunks, sizes) -> Iterator[dict[int, np.ndarray]]:
+    """{side: frames of the window's distinct indices}, from one forward pass over ``container``
+    (closed at the end)."""
+    fallback: dict[int, _SizedReader] = {}
+
+    def fetch_missing(side: int, indices: np.ndarray) -> np.ndarray:
+        if side not in fallback:
+            fallback[side] = _SizedReader(path, *sizes[side])
+        return fallback[side].get_batch(indices)
+
+    windows = [np.unique(chunk) for chunk in chunks]
+    with container:
+        yield from decode_forward(container, packets, windows, sizes, fetch_missing)
+
+
+def _seek_windows(path, frame_indices, chunks, sizes) -> Iterator[dict[int, np.ndarray]]:
+    """{side: frames of the window's distinct indices}, from decord's get_batch per window."""
+    readers = {side: _SizedReader(path, h, w) for side, (h, w) in sizes.items()}
+    _probe_reader.clear()  # not reused (other sizes or file): free it now
+    _check_range(path, frame_indices, len(next(iter(readers.values()))))
+    for chunk in chunks:
+        unique = np.unique(chunk)  # decord wants sorted, distinct indices
+        yield {side: reader.get_batch(unique) for side, reader in readers.items()}  # [u, h, w, 3] uint8
+
+
+def _cut_views(frames: dict[int, np.ndarray], chunk: np.ndarray, views: list[ViewSpec], turns: int) -> dict:
+    """{view name: uint8 [len(chunk), out, out, 3]} from each side's frames of np.unique(chunk)."""
+    _, inverse = np.unique(chunk, return_inverse=True)
+    out: dict[str, np.ndarray] = {}
+    for side, resized in frames.items():
+        if turns:
+            resized = np.rot90(resized, k=turns, axes=(1, 2))
+        for view in views:
+            if view.short_side == side:
+                out[view.name] = view.apply(resized)[inverse]
+    return out
 
 
 def decode_views(

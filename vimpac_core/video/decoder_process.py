@@ -25,7 +25,7 @@ def _serve(conn) -> None:
     import av  # noqa: F401
     import decord  # noqa: F401
 
-    from vimpac_core.video.decode import decode_windows, open_reader_for_probe
+    from vimpac_core.video.decode import decode_windows, keep_container_for_decode, open_reader_for_probe
     from vimpac_core.video.probe import probe_local
 
     while True:
@@ -35,7 +35,8 @@ def _serve(conn) -> None:
             return  # the parent went away
         try:
             if kind == "probe":
-                conn.send(("result", probe_local(**payload, open_reader=open_reader_for_probe)))
+                info = probe_local(**payload, open_reader=open_reader_for_probe, keep_container=keep_container_for_decode)
+                conn.send(("result", info))
             elif kind == "decode":
                 for window in decode_windows(**payload):
                     conn.send(("window", window))

@@ -11,6 +11,7 @@ rate: ``VideoInfo.select`` then raises VideoError, which is how ingest rejects i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,15 +146,18 @@ def open_video(path: str):
     return container
 
 
-def probe_local(path: str, open_reader=None) -> VideoInfo:
+def probe_local(path: str, open_reader=None, keep_container=None) -> VideoInfo:
     """The probe itself; runs inside a worker process (see ``probe``).
 
     ``open_reader(path, rotation, coded_h, coded_w)``: the decord reader that counts the frames
-    (default: one at the coded size); the worker passes one that the decode can reuse."""
-    import decord
-
-    with open_video(path) as container:
+    (default: one at the coded size); the worker passes one that the decode can reuse.
+    ``keep_container(path, container)``: given, it takes over the PyAV container of a probe that
+    succeeded (its decoder single-threaded) instead of it being closed, for the decode to reuse."""
+    with contextlib.ExitStack() as owned:
+        container = owned.enter_context(open_video(path))
         stream = container.streams.video[0]
+        if keep_container is not None:  # before the first decode opens the codec
+            stream.codec_context.thread_type, stream.codec_context.thread_count = "NONE", 1
         codec = stream.codec_context.name
         time_base = float(stream.time_base) if stream.time_base else 0.0
         frame = first_frame(container, stream, path)
@@ -161,6 +165,25 @@ def probe_local(path: str, open_reader=None) -> VideoInfo:
         coded_w, coded_h = frame.width, frame.height
         container.seek(0)
         packets = _packet_times(stream)
+        num_frames, decord_times = _decord_frames(path, rotation, coded_h, coded_w, open_reader)
+        if keep_container is not None:
+            keep_container(path, container)
+            owned.pop_all()
+    if packets is not None and len(packets[0]) == num_frames and time_base > 0:
+        times, start = _times_from_packets(*packets, time_base), float(packets[0][0]) * time_base
+    else:
+        times, start = decord_times - decord_times[0, 0], float(decord_times[0, 0])
+        times[:, 1] = np.maximum(times[:, 1], np.append(times[1:, 0], times[-1, 1]))
+    duration = float(times[-1, 1] - times[0, 0])
+    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    avg_fps = num_frames / duration if duration > 0 else float(stream.average_rate or 0)
+    return VideoInfo(path, num_frames, times, duration, width, height, rotation, codec, avg_fps, start)
+
+
+def _decord_frames(path: str, rotation: int, coded_h: int, coded_w: int, open_reader) -> tuple:
+    """(decord's frame count, its float32 (start, end) times as float64 [N, 2] or None)."""
+    import decord
+
     try:
         # Always pass the coded size: decord 0.6 mis-sizes rotated video when left to itself.
         if open_reader is None:
@@ -177,15 +200,7 @@ def probe_local(path: str, open_reader=None) -> VideoInfo:
         ) from e
     if num_frames == 0 or decord_times is None:
         raise VideoError(f"{path}: no frames; the file is empty or truncated")
-    if packets is not None and len(packets[0]) == num_frames and time_base > 0:
-        times, start = _times_from_packets(*packets, time_base), float(packets[0][0]) * time_base
-    else:
-        times, start = decord_times - decord_times[0, 0], float(decord_times[0, 0])
-        times[:, 1] = np.maximum(times[:, 1], np.append(times[1:, 0], times[-1, 1]))
-    duration = float(times[-1, 1] - times[0, 0])
-    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
-    avg_fps = num_frames / duration if duration > 0 else float(stream.average_rate or 0)
-    return VideoInfo(path, num_frames, times, duration, width, height, rotation, codec, avg_fps, start)
+    return num_frames, decord_times
 
 
 def check_local_file(path: str | os.PathLike) -> str:

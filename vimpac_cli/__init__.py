@@ -22,7 +22,9 @@ COMMAND_MODULES = ("ingest", "datasets", "tokenizer", "model", "train", "finetun
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from vimpac_cli.flags import ArgumentParser
+
+    parser = ArgumentParser(
         prog="vimpac",
         description="VIMPAC pipeline: ingest videos to token shards, train tokenizers, pre-train and fine-tune.",
     )
@@ -33,18 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The parsed arguments of one command; UsageError (one line, naming the flag) when they do not parse."""
+    from vimpac_cli.flags import unknown_flag
+
+    parser = parser or build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        raise unknown_flag(commands[args.command], extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; our errors (bad input, config, checkpoint) print one line and exit 2.
+    """Run one command; our errors (bad input, config, checkpoint, flags) print one line
+    ``vimpac CMD: error: ...`` and exit 2.
 
     The command runs on a worker thread while this (main) thread owns the signals: the first
     Ctrl-C / SIGTERM asks the work to stop at its next safe point (``vimpac_core.interrupts``) and,
     within ``STOP_GRACE_S``, the command ends with one line saying what was kept and how to go on,
     exit code 130 / 143; a second signal stops at once.
     """
+    from vimpac_cli.flags import UsageError
     from vimpac_core import interrupts
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse_command_line(argv)
+    except UsageError as exc:  # argparse's errors too: one line, exit 2, as every other error of ours
+        print(f"{exc.prog}: error: {exc}", file=sys.stderr)
+        return 2
     code = run_command(args)
     if interrupts.stop_signal() is not None:
         # Stopped by the user: helpers go now and nothing waits at exit (Prefect's exit hooks

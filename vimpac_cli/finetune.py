@@ -1,7 +1,8 @@
 """`vimpac finetune CONFIG [--flags]` and `vimpac evaluate CHECKPOINT --data URI [--flags]`.
 
-Fine-tuning flags are FinetuneConfig / VimpacConfig field names with dashes, as for `vimpac
-pretrain`, and the original VIMPAC flags are accepted (``--different-shape``, ``--num-test-clips``,
+Fine-tuning flags are FinetuneConfig / VimpacConfig field names with dashes, generated from the
+models as for `vimpac pretrain` (every one is listed below), evaluation flags EvaluateConfig's,
+and the original VIMPAC flags are accepted (``--different-shape``, ``--num-test-clips``,
 ``--last-test-clips 2,5,10``, ``--bs-per-gpu``, ``--epsilon``, ``--clip-grad-norm``, ``--fp16``,
 ``--model efflayoutT,H|W``). The config is resolved against its ``load`` checkpoint (architecture
 and vocabulary) and data (num_labels, token grid, codebook) before anything runs; a bad value
@@ -15,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vimpac_cli.train import parse_flags
+from vimpac_cli.train import TrainingFlags, add_command_flags
 from vimpac_core.errors import ConfigError
 from vimpac_core.storage import check_output_dir
 from vimpac_core.train.checkpoint import STATE_NAME
@@ -24,7 +25,6 @@ from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 from vimpac_core.train.preflight import auto_vocab
 from vimpac_core.train.resolve import resolve_evaluate, resolve_finetune
 
-COMMAND_FLAGS = {"timeout": None, "check": False, "overwrite": False}
 # What a fine-tuning / evaluation run writes in its output folder (anything else there is the user's).
 FINETUNE_OUTPUT = ("checkpoints", "tensorboard", "metrics.json", "run_config.json", "failure-rank*.json", "best",
                    "eval", "eval-*")
@@ -35,16 +35,24 @@ EVAL_DEFAULTS = ("frame_rate", "test_views", "test_clip_position", "dataset")  #
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `finetune` and `evaluate` to the `vimpac` parser."""
     p = sub.add_parser("finetune", help="fine-tune a classifier on labelled token shards, then evaluate it",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage="vimpac finetune CONFIG [--FIELD VALUE ...] [--timeout S] [--check] [--overwrite]")
     p.add_argument("config", help="preset YAML, e.g. configs/finetune/ucf101.yaml")
-    p.add_argument("flags", nargs=argparse.REMAINDER, help="--field-name value ... (config fields, dashes for _)")
-    p.set_defaults(func=cmd_finetune)
+    flags = TrainingFlags(p, FinetuneConfig, stages=False)
+    add_command_flags(p, "torchrun launch")
+    p.set_defaults(func=cmd_finetune, config_flags=flags)
     e = sub.add_parser("evaluate", help="multi-view test of a fine-tuned checkpoint",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage="vimpac evaluate CHECKPOINT --data URI [--FIELD VALUE ...] [--timeout S] [--check] [--overwrite]")
     e.add_argument("checkpoint", help="a fine-tuned model folder (<output>/checkpoints/final or <output>/best)")
-    e.add_argument("flags", nargs=argparse.REMAINDER,
-                   help="--data URI [--split test] [--num-test-clips 1,2,5,10] [--views a,b] [--output DIR] ...")
-    e.set_defaults(func=cmd_evaluate)
+    flags = TrainingFlags(e, EvaluateConfig, stages=False, exclude=("checkpoint",), required_note="(required)")
+    for action in flags.sets[""].actions:
+        if action.dest == "output":
+            action.help = "(default: eval-<name> beside the checkpoint's checkpoints/ folder, else <checkpoint>-eval)"
+        elif action.dest in EVAL_DEFAULTS + ("views", "clip_position"):
+            action.help = action.help.replace("(default: ", "(default: the fine-tuning run's, else ")
+    add_command_flags(e, "torchrun launch")
+    e.set_defaults(func=cmd_evaluate, config_flags=flags)
 
 
 def finetune_config(path: str, flags: dict) -> FinetuneConfig:
@@ -55,10 +63,8 @@ def finetune_config(path: str, flags: dict) -> FinetuneConfig:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     # Our errors (ConfigError, CheckpointError) reach the CLI's handler: one line, exit 2.
-    flags = parse_flags(args.flags, FinetuneConfig, stages=False, command_flags=COMMAND_FLAGS)
-    timeout = flags.pop("timeout", None)
-    check = bool(flags.pop("check", False))
-    overwrite = bool(flags.pop("overwrite", False))
+    flags = args.config_flags.values(args)
+    timeout, check, overwrite = args.timeout, args.check, args.overwrite
     config = finetune_config(args.config, flags)
     check_output_dir(config.output, FINETUNE_OUTPUT, overwrite=overwrite, owner="finetune")
     m = config.model
@@ -109,10 +115,8 @@ def evaluate_config(checkpoint: str, flags: dict) -> EvaluateConfig:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    flags = parse_flags(args.flags, EvaluateConfig, stages=False, command_flags=COMMAND_FLAGS)
-    timeout = flags.pop("timeout", None)
-    check = bool(flags.pop("check", False))
-    overwrite = bool(flags.pop("overwrite", False))
+    flags = args.config_flags.values(args)
+    timeout, check, overwrite = args.timeout, args.check, args.overwrite
     config = evaluate_config(args.checkpoint, flags)
     check_output_dir(config.output, EVALUATE_OUTPUT, overwrite=overwrite, owner="evaluate")
     print(f"evaluate: {config.checkpoint} on {config.data} (split {config.split}), clips {config.num_test_clips}, "

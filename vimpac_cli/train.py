@@ -1,32 +1,31 @@
 """`vimpac pretrain CONFIG [--flag value ...]`: pre-train (stage 1, then stage 2 when the preset has one).
 
-Flags are PretrainConfig / VimpacConfig field names with dashes, as in the original scripts
-(``--hid-dim 768 --lr 3e-4 --nproc-per-node 8``); values are parsed as YAML scalars
-(``--resume true``, ``--views a,b``); a flag with no value means true. Flags apply to every
-stage; ``--stage2.FIELD value`` changes stage 2 only (e.g. ``--stage2.data s3://b/tokens256``).
-The original VIMPAC flags that name a field differently are accepted too (vimpac/param.py):
-``--model efflayoutT,H|W`` (layout T,H|W), ``--epsilon`` (eps), ``--clip-grad-norm`` (grad_clip),
-``--fp16`` (amp fp16) and ``--grad-checkpoint`` (gradient_checkpointing); ``--warm-up`` is a
-fraction below 1 and a number of steps from 1 up, as there. Three flags belong to the
-command, not the config: ``--timeout S`` (seconds per stage), ``--check`` (validate and print
-the stages, run nothing) and ``--overwrite`` (write into output folders that hold other files too;
-they are kept). CONFIG is a path, or a preset name found in the repository's configs/pretrain
-from any working directory (``tiny``). Every stage is validated before anything runs; a bad value fails with
-a message naming the field. The flow is imported only after that (vimpac_core never imports Prefect).
+The flags are PretrainConfig / VimpacConfig fields with dashes, as in the original scripts
+(``--hid-dim 768 --lr 3e-4 --nproc-per-node 8``), generated from the models (every one is listed
+below with its default); they override the preset. Values are YAML scalars (``--resume true``,
+``--load null``), lists ``a,b``; a bool flag alone means true. Flags apply to every stage;
+``--stage2.FIELD value`` (or ``--stage2-FIELD``) changes stage 2 only, e.g. ``--stage2.data
+s3://b/tokens256``. The original VIMPAC flags that name a field differently are accepted too
+(vimpac/param.py): ``--model efflayoutT,H|W`` (layout T,H|W), ``--epsilon`` (eps),
+``--clip-grad-norm`` (grad_clip), ``--fp16`` (amp fp16) and ``--grad-checkpoint``
+(gradient_checkpointing); ``--warm-up`` is a fraction below 1 and a number of steps from 1 up, as
+there. CONFIG is a path, or a preset name found in the repository's configs/pretrain from any
+working directory (``tiny``). Every stage is validated before anything runs; a bad value fails
+with a message naming the field. The flow is imported only after that (vimpac_core never imports
+Prefect).
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 from collections.abc import Callable
-from typing import Any, get_args, get_origin
+from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
 from vimpac_cli.common import find_preset
+from vimpac_cli.flags import ConfigFlags, flat_model, scalar
 from vimpac_core.errors import ConfigError
 from vimpac_core.model import VimpacConfig
 from vimpac_core.model.config import LAYOUT_PREFIX, layout_from_model_flag
@@ -34,25 +33,77 @@ from vimpac_core.storage import check_output_dir
 from vimpac_core.train.config import PretrainConfig, parse_stages
 from vimpac_core.train.preflight import check_pretrain
 
-COMMAND_FLAGS = {"timeout": None, "check": False, "overwrite": False}
 # What a stage writes directly in its output folder (anything else there is someone else's).
 STAGE_OUTPUT = ("checkpoints", "tensorboard", "metrics.json", "run_config.json", "failure-rank*.json")
+# The original VIMPAC flags (vimpac/param.py) that name one of our fields otherwise: field -> flag.
+RENAMES = {"eps": "epsilon", "grad-clip": "clip-grad-norm", "gradient-checkpointing": "grad-checkpoint"}
+
+
 def _layout(value: Any) -> tuple[str, Any]:
     layout = layout_from_model_flag(str(value))
     if layout is None:
-        raise ConfigError(f"model: {value!r} is not an original --model value; use {LAYOUT_PREFIX}<layout>, "
+        raise ConfigError(f"--model: {value!r} is not an original --model value; use {LAYOUT_PREFIX}<layout>, "
                           f"e.g. {LAYOUT_PREFIX}T,H|W")
     return "layout", layout
 
 
-# Original flag (underscored) -> (field, value) for the ones our config names differently.
-ALIASES: dict[str, Callable[[Any], tuple[str, Any]]] = {
-    "model": _layout,
-    "epsilon": lambda v: ("eps", v),
-    "clip_grad_norm": lambda v: ("grad_clip", v),
-    "fp16": lambda v: ("amp", "fp16" if v is True else "none" if v is False else v),
-    "grad_checkpoint": lambda v: ("gradient_checkpointing", v),
+# Original flags whose value becomes another field's: flag -> (metavar, help, value -> (field, value)).
+TRANSFORMS: dict[str, tuple[str, str, Callable[[Any], tuple[str, Any]]]] = {
+    "model": (f"{LAYOUT_PREFIX}LAYOUT", f"the original --model: {LAYOUT_PREFIX}T,H|W sets --layout T,H|W", _layout),
+    "fp16": ("bool", "the original --fp16: --amp fp16 (false: --amp none)",
+             lambda v: ("amp", "fp16" if v is True else "none" if v is False else v)),
 }
+
+
+class TrainingFlags:
+    """The flags of a training config: its fields and VimpacConfig's (flat, generated), the original
+    VIMPAC names, and with ``stages`` the same flags again as ``--stage2.FIELD`` (hidden in --help)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, config_cls: type[BaseModel], *, stages: bool,
+                 exclude: tuple[str, ...] = (), required_note: str = "(required: here or in the config)") -> None:
+        parser._optionals.title = f"{config_cls.__name__} fields" + (" (they override the config)" if stages or
+                                                                       "model" in config_cls.model_fields else "")
+        models = (config_cls, VimpacConfig) if "model" in config_cls.model_fields else (config_cls,)
+        model = flat_model(f"{config_cls.__name__}Flags", *models, exclude=("model", *exclude))
+        self.sets = {"": ConfigFlags(parser, model, aliases=RENAMES, required_note=required_note)}
+        self.transforms = TRANSFORMS if len(models) > 1 else {}  # --model, --fp16: of the model's fields
+        self._add_transforms(parser.add_argument_group("original VIMPAC flags (aliases)"), "")
+        if stages:
+            self.sets["stage2."] = ConfigFlags(parser, model, prefix="stage2", aliases=RENAMES, hidden=True)
+            self._add_transforms(parser, "stage2.")
+
+    def _add_transforms(self, group: Any, prefix: str) -> None:
+        for name, (metavar, text, _) in self.transforms.items():
+            flags = [f"--{prefix}{name}"] + ([f"--stage2-{name}"] if prefix else [])
+            bare = {"nargs": "?", "const": "true"} if metavar == "bool" else {}  # --fp16 alone means true
+            group.add_argument(*flags, dest=f"{prefix}{name}!", metavar=metavar, **bare,
+                               help=argparse.SUPPRESS if prefix else text)
+
+    @property
+    def flag_names(self) -> list[str]:
+        return self.sets[""].flag_names
+
+    def values(self, namespace: argparse.Namespace) -> dict[str, Any]:
+        """{field: value, 'stage2.field': value} of the flags given (original names mapped to fields)."""
+        out: dict[str, Any] = {}
+        for prefix, flags in self.sets.items():
+            values = flags.values(namespace)
+            for name, (_, _, transform) in self.transforms.items():
+                raw = getattr(namespace, f"{prefix}{name}!", None)
+                if raw is not None:
+                    field, value = transform(scalar(raw))
+                    values[field] = value
+            out.update({f"{prefix}{k}": v for k, v in values.items()})
+        return out
+
+
+def add_command_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """--timeout, --check, --overwrite: flags of the command, not of the config."""
+    group = parser.add_argument_group("command")
+    group.add_argument("--timeout", type=float, metavar="S", help=f"seconds per {what} (default: no limit)")
+    group.add_argument("--check", action="store_true", help="validate and print the resolved config; run nothing")
+    group.add_argument("--overwrite", action="store_true",
+                       help="write into output folders that hold other files too (they are kept)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,70 +112,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pretrain",
         help="pre-train on token shards (Prefect flow; torchrun per stage)",
         description=__doc__,
+        usage="vimpac pretrain CONFIG [--FIELD VALUE ...] [--stage2.FIELD VALUE ...] [--timeout S] [--check] [--overwrite]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", help="preset YAML, e.g. configs/pretrain/small.yaml")
-    p.add_argument("flags", nargs=argparse.REMAINDER, help="--field-name value ... (config fields, dashes for _)")
-    p.set_defaults(func=cmd_pretrain, on_interrupt=_kept_checkpoints)
+    p.add_argument("config", help="preset YAML or name, e.g. configs/pretrain/small.yaml or tiny")
+    flags = TrainingFlags(p, PretrainConfig, stages=True)
+    add_command_flags(p, "stage")
+    p.set_defaults(func=cmd_pretrain, on_interrupt=_kept_checkpoints, config_flags=flags)
 
 
-def _list_fields(config_cls: type[BaseModel]) -> set[str]:
-    fields = {**config_cls.model_fields, **VimpacConfig.model_fields}
-    return {
-        name for name, f in fields.items()
-        if get_origin(f.annotation) is list or any(get_origin(a) is list for a in get_args(f.annotation))
-    }
+def parse_flags(tokens: list[str], command: str = "pretrain") -> dict[str, Any]:
+    """The config values `vimpac COMMAND CONFIG TOKENS...` sets, parsed as the command parses them:
+    ['--hid-dim', '768', '--resume', '--stage2.data', 'x'] -> {'hid_dim': 768, 'resume': True,
+    'stage2.data': 'x'}. Raises UsageError (a ConfigError) for an unknown flag."""
+    from vimpac_cli import parse_command_line
 
-
-def parse_flags(
-    tokens: list[str], config_cls: type[BaseModel] = PretrainConfig, *, stages: bool = True,
-    command_flags: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """['--hid-dim', '768', '--resume', '--stage2.data', 'x'] -> {'hid_dim': 768, 'resume': True,
-    'stage2.data': 'x'}; original flag names (ALIASES) map to their fields; unknown names fail.
-    ``config_cls``'s fields (and VimpacConfig's) are the flags; ``stages``: --stage2.* allowed."""
-    command_flags = COMMAND_FLAGS if command_flags is None else command_flags
-    known = set(config_cls.model_fields) | set(VimpacConfig.model_fields) | set(command_flags)
-    known.discard("model")
-    lists = _list_fields(config_cls)
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("--") or len(token) < 3:
-            raise ConfigError(f"unexpected argument {token!r}: flags look like --field-name value")
-        name, _, inline = token[2:].partition("=")
-        name = name.replace("-", "_")
-        # --stage2.<field> (or --stage2-<field>) changes stage 2 only, e.g. its frame-256 data.
-        stage2 = stages and name.startswith(("stage2.", "stage2_"))
-        if stage2:
-            name = name[len("stage2."):]
-        if name not in known and name not in ALIASES or (stage2 and name in command_flags):
-            close = difflib.get_close_matches(name, sorted(known), n=3)
-            raise ConfigError(f"{name}: no such config field" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        if inline:
-            raw, i = inline, i + 1
-        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-            raw, i = tokens[i + 1], i + 2
-        else:
-            raw, i = "true", i + 1
-        value = yaml.safe_load(raw)
-        if isinstance(value, str):
-            value = _number(value)
-        if name in ALIASES:
-            name, value = ALIASES[name](value)
-        if name in lists and isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        out[f"stage2.{name}" if stage2 else name] = value
-    return out
-
-
-def _number(text: str) -> Any:
-    """YAML 1.1 reads 3e-4 as a string; flags mean numbers there."""
-    try:
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    except ValueError:
-        return text
+    args = parse_command_line([command, "CONFIG", *tokens])
+    return args.config_flags.values(args)
 
 
 def _kept_checkpoints(args: argparse.Namespace) -> str:
@@ -138,10 +142,8 @@ def _kept_checkpoints(args: argparse.Namespace) -> str:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     # Our errors (ConfigError) reach the CLI's handler: one line, exit 2, before any server starts.
-    flags = parse_flags(args.flags)
-    timeout = flags.pop("timeout", None)
-    check = bool(flags.pop("check", False))
-    overwrite = bool(flags.pop("overwrite", False))
+    flags = args.config_flags.values(args)
+    timeout, check, overwrite = args.timeout, args.check, args.overwrite
     stages = parse_stages(find_preset(args.config, "pretrain"), flags)
     for stage in stages:  # data folders exist, hold committed shards, fit frame_size and vocab_size
         check_pretrain(stage)

@@ -116,7 +116,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("convert-dalle-foreign-out", ["convert-dalle", "notes.pkl", "mine"], 2,
      "vimpac convert-dalle: error: mine holds files convert-dalle did not write (notes.txt); give a new or empty folder, or pass --overwrite to write convert-dalle's files beside them (nothing else there is touched)"),
     ("pretrain-unknown-flag", ["pretrain", "tiny", "--hid-dimm", "64", "--check"], 2,
-     'vimpac pretrain: error: hid_dimm: no such config field (did you mean hid_dim?)'),
+     'vimpac pretrain: error: --hid-dimm: no such flag (did you mean --hid-dim, --nce-proj-hid-dim?); see vimpac pretrain --help'),
     ("pretrain-preset-missing", ["pretrain", "tinyy", "--check"], 2,
      "vimpac pretrain: error: preset 'tinyy' not found here nor in {configs}/pretrain (presets: large, large_frame256cont, small, tiny)"),
     ("pretrain-data-missing", ["pretrain", "tiny", "--data", "nowhere", "--stage2.data", "nowhere", "--check"], 2,

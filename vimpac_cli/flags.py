@@ -1,0 +1,155 @@
+"""Command-line flags generated from the config models, and the one error format of every command.
+
+pydantic-settings' CLI source (``CliSettingsSource``) adds one argparse option per field of a
+config model to a command's parser (``--hid-dim``: the field with dashes; its description and
+default in ``--help``), and reads back the values the user gave. ``flat_model`` builds the model
+the flags come from when a command's config nests another (PretrainConfig's ``model``: the
+original scripts' flags are flat, ``--hid-dim`` not ``--model.hid-dim``): a copy of the real
+models' fields, never retyped. Values keep the original scripts' forms: a YAML scalar (``3e-4``,
+``true``, ``null``), a list as ``a,b``, and a bool flag alone meaning true (``--resume``).
+
+Every parse error, argparse's own included, is one line ``vimpac CMD: error: ...`` naming the
+flag, exit 2 (``ArgumentParser.error`` raises ``UsageError``, ``vimpac_cli.main`` prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel, Field, create_model
+from pydantic.fields import FieldInfo
+from pydantic_settings import CliSettingsSource
+
+from vimpac_core.errors import ConfigError
+
+
+class UsageError(ConfigError):
+    """A command line that does not parse; ``prog`` is the command (``vimpac pretrain``)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with our error format: no usage block, one line, raised as UsageError (exit 2 in
+    ``vimpac_cli.main``). Flags are never abbreviated (``--hid`` is not ``--hid-dim``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
+def unknown_flag(parser: argparse.ArgumentParser, extra: Sequence[str]) -> UsageError:
+    """The error for arguments ``parser`` does not know: the first flag, with a did-you-mean."""
+    flags = [token for token in extra if token.startswith("-")]
+    if not flags:
+        return UsageError(parser.prog, f"unexpected argument {extra[0]!r}")
+    flag = flags[0].partition("=")[0]
+    known = [o for a in parser._actions for o in a.option_strings
+             if o.startswith("--") and (a.help != argparse.SUPPRESS or flag.startswith("--stage2"))]
+    close = difflib.get_close_matches(flag, known, n=3)
+    return UsageError(parser.prog, f"{flag}: no such flag" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                      + f"; see {parser.prog} --help")
+
+
+def _copy_field(info: FieldInfo) -> FieldInfo:
+    """The field's description and default (for --help); its checks stay with the real model."""
+    if info.is_required():
+        return Field(description=info.description)
+    return Field(info.get_default(call_default_factory=True), description=info.description)
+
+
+def flat_model(name: str, *models: type[BaseModel], exclude: Sequence[str] = ()) -> type[BaseModel]:
+    """One model holding the fields of ``models`` (the first model naming a field wins), less
+    ``exclude``: the flat flags of a config whose nested model's fields are flags of their own."""
+    fields: dict[str, Any] = {}
+    for model in models:
+        for field, info in model.model_fields.items():
+            if field not in exclude and field not in fields:
+                fields[field] = (info.annotation, _copy_field(info))
+    return create_model(name, **fields)
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool or bool in get_args(annotation)
+
+
+def scalar(raw: Any) -> Any:
+    """A flag's text as the original scripts read it: YAML (``true``, ``null``), numbers with an
+    exponent too (YAML 1.1 reads ``3e-4`` as a string)."""
+    if not isinstance(raw, str):
+        return raw
+    value = yaml.safe_load(raw) if raw.strip() else raw
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+class ConfigFlags:
+    """The flags of one config model on one parser (pydantic-settings adds them).
+
+    Args:
+        parser: the command's parser.
+        model: the config model (or a ``flat_model`` of several).
+        prefix: flags are ``--PREFIX.field`` (``stage2``); also accepted as ``--PREFIX-field``.
+        aliases: kebab field name -> other flag names (the original scripts' names).
+        hidden: leave the flags out of --help (``--stage2.*``: the same fields again).
+        required_note: replaces "(required)" in the help of fields without a default.
+        enforce_required: argparse itself requires the fields without a default.
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser, model: type[BaseModel], *, prefix: str = "",
+                 aliases: Mapping[str, str | list[str]] | None = None, hidden: bool = False,
+                 required_note: str | None = None, enforce_required: bool = False) -> None:
+        self.model, self.prefix = model, prefix
+        shortcuts = {name: [alias] if isinstance(alias, str) else list(alias) for name, alias in (aliases or {}).items()}
+        if prefix:  # --stage2.eps: also --stage2-eps, --stage2.epsilon, --stage2-epsilon
+            shortcuts = {f"{prefix}.{kebab}": [f"{prefix}{sep}{name}" for name in [kebab, *shortcuts.get(kebab, [])]
+                                               for sep in ".-"][1:]
+                         for kebab in (name.replace("_", "-") for name in model.model_fields)}
+        before = len(parser._actions)
+        self.source = CliSettingsSource(model, root_parser=parser, cli_kebab_case=True, cli_prefix=prefix,
+                                        cli_shortcuts=shortcuts, cli_enforce_required=enforce_required,
+                                        cli_prog_name=parser.prog)
+        self.actions = parser._actions[before:]
+        for action in self.actions:
+            field = model.model_fields.get(action.dest.removeprefix(f"{prefix}.") if prefix else action.dest)
+            if field is not None and _is_bool(field.annotation):
+                action.nargs, action.const = "?", "true"  # --resume alone means true
+            if hidden:
+                action.help = argparse.SUPPRESS
+            elif required_note and isinstance(action.help, str):
+                action.help = action.help.replace("(required)", required_note)
+
+    @property
+    def flag_names(self) -> list[str]:
+        """The preferred flag of every field (``--hid-dim``), in the model's order."""
+        return [a.option_strings[0] for a in self.actions if a.option_strings]
+
+    def values(self, namespace: argparse.Namespace) -> dict[str, Any]:
+        """{field: value} of the flags the user gave (nested fields as nested dicts)."""
+        given = self.source(parsed_args=namespace)()
+        return _scalars(given)
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out[key] = _scalars(value)
+        elif isinstance(value, list):
+            out[key] = [v for v in value if v != ""]
+        else:
+            out[key] = scalar(value)
+    return out

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags = TrainingFlags(e, EvaluateConfig, stages=False, exclude=("checkpoint",), required_note="(required)")
     for action in flags.sets[""].actions:
         if action.dest == "output":
-            action.help = "(default: eval-<name> beside the checkpoint's checkpoints/ folder, else <checkpoint>-eval)"
+            action.help = action.help.replace("(required)", "(default: eval-<name> beside the checkpoint's "
+                                                            "checkpoints/ folder, else <checkpoint>-eval)")
         elif action.dest in EVAL_DEFAULTS + ("views", "clip_position"):
             action.help = action.help.replace("(default: ", "(default: the fine-tuning run's, else ")
     add_command_flags(e, "torchrun launch")

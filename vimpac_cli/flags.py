@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import Any, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, create_model
@@ -82,6 +83,19 @@ def _is_bool(annotation: Any) -> bool:
     return annotation is bool or bool in get_args(annotation)
 
 
+def _fixed_tuple(annotation: Any) -> bool:
+    return get_origin(annotation) is tuple and Ellipsis not in get_args(annotation)
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    """The values of a Literal of strings (``null`` too when optional): argparse checks them."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    literals = [m for m in members if get_origin(m) is Literal]
+    if len(literals) != 1 or not all(isinstance(v, str) for v in get_args(literals[0])):
+        return None
+    return [*get_args(literals[0]), *(["null"] if type(None) in members else [])]
+
+
 def scalar(raw: Any) -> Any:
     """A flag's text as the original scripts read it: YAML (``true``, ``null``), numbers with an
     exponent too (YAML 1.1 reads ``3e-4`` as a string)."""
@@ -100,7 +114,7 @@ class ConfigFlags:
     """The flags of one config model on one parser (pydantic-settings adds them).
 
     Args:
-        parser: the command's parser.
+        parser: the command's parser, or an argument group of it (then give ``prog``).
         model: the config model (or a ``flat_model`` of several).
         prefix: flags are ``--PREFIX.field`` (``stage2``); also accepted as ``--PREFIX-field``.
         aliases: kebab field name -> other flag names (the original scripts' names).
@@ -111,22 +125,30 @@ class ConfigFlags:
 
     def __init__(self, parser: argparse.ArgumentParser, model: type[BaseModel], *, prefix: str = "",
                  aliases: Mapping[str, str | list[str]] | None = None, hidden: bool = False,
-                 required_note: str | None = None, enforce_required: bool = False) -> None:
+                 required_note: str | None = None, enforce_required: bool = False, prog: str | None = None) -> None:
         self.model, self.prefix = model, prefix
         shortcuts = {name: [alias] if isinstance(alias, str) else list(alias) for name, alias in (aliases or {}).items()}
         if prefix:  # --stage2.eps: also --stage2-eps, --stage2.epsilon, --stage2-epsilon
             shortcuts = {f"{prefix}.{kebab}": [f"{prefix}{sep}{name}" for name in [kebab, *shortcuts.get(kebab, [])]
                                                for sep in ".-"][1:]
                          for kebab in (name.replace("_", "-") for name in model.model_fields)}
+        self._spread: set[str] = set()
         before = len(parser._actions)
         self.source = CliSettingsSource(model, root_parser=parser, cli_kebab_case=True, cli_prefix=prefix,
                                         cli_shortcuts=shortcuts, cli_enforce_required=enforce_required,
-                                        cli_prog_name=parser.prog)
+                                        cli_prog_name=prog or parser.prog)
         self.actions = parser._actions[before:]
         for action in self.actions:
             field = model.model_fields.get(action.dest.removeprefix(f"{prefix}.") if prefix else action.dest)
             if field is not None and _is_bool(field.annotation):
                 action.nargs, action.const = "?", "true"  # --resume alone means true
+            elif field is not None and (choices := _choices(field.annotation)):
+                action.choices = choices
+            elif field is not None and _fixed_tuple(field.annotation):
+                action.nargs, action.metavar = "+", "VALUE"  # --channels 16 32 32 as well as 16,32,32
+                self._spread.add(action.dest)
+            if not isinstance(parser, argparse.ArgumentParser) and isinstance(action.help, str):
+                action.help = action.help.replace("%", "%%")  # pydantic-settings escapes on parsers only
             if hidden:
                 action.help = argparse.SUPPRESS
             elif required_note and isinstance(action.help, str):
@@ -139,7 +161,10 @@ class ConfigFlags:
 
     def values(self, namespace: argparse.Namespace) -> dict[str, Any]:
         """{field: value} of the flags the user gave (nested fields as nested dicts)."""
-        given = self.source(parsed_args=namespace)()
+        parsed = dict(vars(namespace))
+        for dest in self._spread & set(parsed):  # [['16', '32', '32']] (one flag, nargs +) -> ['16', '32', '32']
+            parsed[dest] = [v for group in parsed[dest] for v in group]
+        given = self.source(parsed_args=parsed)()
         return _scalars(given)
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
+
+from vimpac_cli.flags import ConfigFlags, flat_model
 from vimpac_core.errors import ConfigError
 from vimpac_core.storage import check_output_dir
 
@@ -22,28 +26,45 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"files already converted into {args.out} are complete and kept, none is partial"))
 
     train = sub.add_parser("train-tokenizer", help="train our VQ-VAE tokenizer on frames of a video list",
+                           usage="vimpac train-tokenizer LIST --out OUT [--FIELD VALUE ...] [--resume] [--overwrite]",
                            description="Sample frames from the videos of LIST, train a VQ-VAE, checkpoint to OUT "
-                                       "(resumable), and write metrics.json + reconstructions.png there.")
+                                       "(resumable), and write metrics.json + reconstructions.png there. The flags are "
+                                       "the fields of the pipeline's train_tokenizer settings, TrainConfig and "
+                                       "VQVAEConfig, generated from the models: the defaults train the same tokenizer "
+                                       "as `vimpac demo` / the pipeline.")
     train.add_argument("video_list", metavar="LIST", help="video list (CSV, JSONL, Parquet or text list)")
     train.add_argument("--out", required=True, help="output folder: checkpoint/, tokenizer/, metrics, picture")
-    train.add_argument("--steps", type=int, default=2000, help="optimizer steps (default: 2000)")
-    train.add_argument("--batch-size", type=int, default=32, help="frames per step (default: 32)")
-    train.add_argument("--frame-size", type=int, default=64, help="square frame side in pixels, multiple of 8")
-    train.add_argument("--frames-per-video", type=int, default=16, help="frames sampled from each video")
-    train.add_argument("--fps", type=float, default=2.0, help="frame sampling rate (frames per second)")
-    train.add_argument("--codebook-size", type=int, default=512, help="number of codes (vocab)")
-    train.add_argument("--channels", type=int, nargs=3, default=(64, 128, 128), help="encoder stage widths")
-    train.add_argument("--embed-dim", type=int, default=64, help="code vector dimension")
-    train.add_argument("--num-res-blocks", type=int, default=2, help="residual blocks at 1/8 resolution")
-    train.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    train.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
-    train.add_argument("--log-every", type=int, default=50, help="steps between logged metrics")
     train.add_argument("--root", default=None, help="folder/URL relative video paths are resolved against")
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     train.add_argument("--overwrite", action="store_true",
                        help="write into an --out that holds other files too (they are kept)")
-    train.set_defaults(func=_train_tokenizer, on_interrupt=_kept_checkpoint)
+    train._optionals.title = "command"
+    fields = train.add_argument_group("TokenizerTrainSettings, TrainConfig and VQVAEConfig fields")
+    flags = ConfigFlags(fields, tokenizer_flags_model(), prog=train.prog)
+    train.set_defaults(func=_train_tokenizer, on_interrupt=_kept_checkpoint, config_flags=flags)
+
+
+def tokenizer_flags_model() -> type[BaseModel]:
+    """The flat flags of `vimpac train-tokenizer`: what the pipeline's train_tokenizer settings hold."""
+    from vimpac_core.pipeline_config import TokenizerTrainSettings
+    from vimpac_core.tokenizers.train import TrainConfig
+    from vimpac_core.tokenizers.vqvae import VQVAEConfig
+
+    return flat_model("TrainTokenizerFlags", TokenizerTrainSettings, TrainConfig, VQVAEConfig, exclude=("train", "model"))
+
+
+def settings_from_flags(values: dict[str, Any]) -> Any:
+    """The pipeline's TokenizerTrainSettings of the flags given (unset: the models' defaults)."""
+    from vimpac_core.pipeline_config import TokenizerTrainSettings
+    from vimpac_core.tokenizers.train import TrainConfig
+    from vimpac_core.tokenizers.vqvae import VQVAEConfig
+
+    def pick(model: type[BaseModel]) -> dict[str, Any]:
+        return {k: values[k] for k in model.model_fields if k in values}
+
+    train, model = pick(TrainConfig), pick(VQVAEConfig)
+    TrainConfig(**train, model=VQVAEConfig(**model))  # a bad value: ConfigError naming it
+    return TokenizerTrainSettings(**pick(TokenizerTrainSettings), train={**train, "model": model} if model else train)
 
 
 def _kept_checkpoint(args: argparse.Namespace) -> str:
@@ -74,18 +95,15 @@ def _convert_dalle(args: argparse.Namespace) -> int:
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
     from vimpac_core.inputs import read_video_list
-    from vimpac_core.tokenizers.train import TrainConfig, find_checkpoint
-    from vimpac_core.tokenizers.vqvae import VQVAEConfig
+    from vimpac_core.tokenizers.train import find_checkpoint
     from vimpac_flows.server import prefect_api
     from vimpac_flows.train_tokenizer import train_tokenizer_flow
 
-    model = VQVAEConfig(codebook_size=args.codebook_size, channels=tuple(args.channels), embed_dim=args.embed_dim,
-                        num_res_blocks=args.num_res_blocks)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, log_every=args.log_every, model=model)
+    settings = settings_from_flags(args.config_flags.values(args))
+    cfg = settings.train_config()
     # What can be checked before any server starts: flags, the list, the output folder.
-    if args.frame_size <= 0 or args.frame_size % 8:
-        raise ConfigError(f"--frame-size: {args.frame_size} is not a positive multiple of 8 (tokens are 8x8 pixels)")
+    if settings.frame_size % 8:
+        raise ConfigError(f"--frame-size: {settings.frame_size} is not a positive multiple of 8 (tokens are 8x8 pixels)")
     read_video_list(args.video_list, root=args.root)
     check_output_dir(args.out, TRAIN_OUTPUT, overwrite=args.overwrite, owner="train-tokenizer")
     if not args.resume and (found := find_checkpoint(Path(args.out))) is not None:
@@ -93,7 +111,7 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
                           "or use another --out")
     with prefect_api():
         metrics = train_tokenizer_flow(video_list=args.video_list, out_dir=args.out, train=cfg,
-                                       frame_size=args.frame_size, frames_per_video=args.frames_per_video,
-                                       fps=args.fps, resume=args.resume, root=args.root)
+                                       frame_size=settings.frame_size, frames_per_video=settings.frames_per_video,
+                                       fps=settings.fps, resume=args.resume, root=args.root)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -68,7 +68,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("ingest-list-extension", ["ingest", "videos.tsv", "--out", "o", *INGEST], 2,
      "vimpac ingest: error: cannot tell the format of video list 'videos.tsv': name it .csv, .jsonl, .parquet or .txt, or pass --list-format (csv, jsonl, parquet or txt)"),
     ("ingest-list-format-flag", ["ingest", "videos.tsv", "--list-format", "tsv", "--out", "o", *INGEST], 2,
-     "vimpac ingest: error: argument --list-format: invalid choice: 'tsv' (choose from 'csv', 'jsonl', 'parquet', 'txt')"),
+     "vimpac ingest: error: argument --list-format: invalid choice: 'tsv' (choose from 'csv', 'jsonl', 'parquet', 'txt', 'null')"),
     ("ingest-no-uri-column", ["ingest", "nouri.csv", "--out", "o", *INGEST], 2,
      "vimpac ingest: error: video list 'nouri.csv': every row needs a 'uri' (got columns ['label', 'path'])"),
     ("ingest-header-only", ["ingest", "header.csv", "--out", "o", *INGEST], 2,

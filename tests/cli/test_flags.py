@@ -8,17 +8,26 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from vimpac_cli import main
+from vimpac_cli import main, parse_command_line
+from vimpac_cli.ingest import config_from_args
+from vimpac_cli.tokenizer import settings_from_flags
 from vimpac_cli.train import parse_flags
+from vimpac_core.config import DownloadConfig, IngestConfig
 from vimpac_core.model import VimpacConfig
+from vimpac_core.pipeline_config import PipelineConfig, TokenizerTrainSettings
+from vimpac_core.tokenizers.train import TrainConfig
+from vimpac_core.tokenizers.vqvae import VQVAEConfig
 from vimpac_core.train.config import PretrainConfig
 from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 
-# command -> the models whose fields are its flags, and the fields that are not flags (positionals, nesting)
-CONFIG_COMMANDS: dict[str, tuple[tuple[type[BaseModel], ...], set[str]]] = {
-    "pretrain": ((PretrainConfig, VimpacConfig), {"model"}),
-    "finetune": ((FinetuneConfig, VimpacConfig), {"model"}),
-    "evaluate": ((EvaluateConfig,), {"checkpoint"}),
+# command -> its --help's heading of the config flags, and (model, flag prefix, fields that are no flags of it)
+CONFIG_COMMANDS: dict[str, tuple[str, list[tuple[type[BaseModel], str, set[str]]]]] = {
+    "pretrain": ("PretrainConfig fields", [(PretrainConfig, "", {"model"}), (VimpacConfig, "", set())]),
+    "finetune": ("FinetuneConfig fields", [(FinetuneConfig, "", {"model"}), (VimpacConfig, "", set())]),
+    "evaluate": ("EvaluateConfig fields", [(EvaluateConfig, "", {"checkpoint"})]),  # CHECKPOINT: a positional
+    "ingest": ("IngestConfig fields", [(IngestConfig, "", {"inputs", "download"}), (DownloadConfig, "download.", set())]),
+    "train-tokenizer": ("TokenizerTrainSettings, TrainConfig and VQVAEConfig fields", [
+        (TokenizerTrainSettings, "", {"train"}), (TrainConfig, "", {"model"}), (VQVAEConfig, "", set())]),
 }
 
 
@@ -30,28 +39,26 @@ def help_text(command: str, capsys, monkeypatch) -> str:
     return " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare word runs
 
 
-def expected_fields(models: tuple[type[BaseModel], ...], skip: set[str]):
-    for model in models:
+def expected_fields(command: str):
+    for model, prefix, skip in CONFIG_COMMANDS[command][1]:
         for name, info in model.model_fields.items():
             if name not in skip:
-                yield name, info
+                yield f"--{prefix}{name.replace('_', '-')} ", info
 
 
 @pytest.mark.parametrize("command", sorted(CONFIG_COMMANDS))
 def test_help_lists_every_field_with_its_description_and_default(command, capsys, monkeypatch):
     text = help_text(command, capsys, monkeypatch)
-    models, skip = CONFIG_COMMANDS[command]
-    fields = list(expected_fields(models, skip))
+    fields = list(expected_fields(command))
     assert len(fields) > 10
-    fields_part = text[text.index(f"{models[0].__name__} fields"):]  # after the usage and the description
-    for name, info in fields:
-        flag = f"--{name.replace('_', '-')} "
-        assert flag in text, f"{command} --help lacks {flag}"
+    fields_part = text[text.index(CONFIG_COMMANDS[command][0]):]  # after the usage and the description
+    for flag, info in fields:
+        assert flag in fields_part, f"{command} --help lacks {flag}"
         if info.description:
-            assert " ".join(info.description.split()) in text, f"{command} --help lacks the description of {name}"
+            assert " ".join(info.description.split()) in text, f"{command} --help lacks the description of {flag}"
         if isinstance(info.default, int | float | str) and not info.is_required():  # the model's default
             shown = re.search(r"\((default: [^)]*|required[^)]*)\)", fields_part.split(flag, 1)[1]).group(1)
-            assert shown.startswith("default: ") and shown.endswith(f" {info.default}"), f"{command} --help shows {shown!r} for {name}"
+            assert shown.startswith("default: ") and shown.endswith(f" {info.default}"), f"{command} --help shows {shown!r} for {flag}"
 
 
 def test_original_names_are_listed_and_accepted_by_finetune_too(capsys, monkeypatch):
@@ -89,3 +96,32 @@ def test_a_value_of_the_wrong_type_names_the_flag(tmp_path, capsys):
     assert main(["pretrain", "tiny", "--hid-dim", "wide", "--check"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("vimpac pretrain: error: ") and "hid_dim" in err
+
+
+def test_ingest_keeps_its_earlier_flag_names_as_aliases():
+    def config(*flags: str) -> IngestConfig:
+        return config_from_args(parse_command_line(["ingest", "l.csv", "--out", "o", "--tokenizer", "vqvae:t", *flags]))
+
+    earlier = config("--frame-out-size", "64", "--probe-timeout", "5", "--decode-timeout", "9", "--video-store", "s3://v",
+                     "--max-bytes", "1000", "--download-timeout", "7", "--download-retries", "1", "--no-flip")
+    fields = config("--frame-size", "64", "--probe-timeout-s", "5", "--decode-timeout-s", "9", "--download.store", "s3://v",
+                    "--download.max-bytes", "1000", "--download.timeout-s", "7", "--download.retries", "1", "--flip", "false")
+    assert earlier == fields
+    assert (earlier.frame_size, earlier.download.store, earlier.download.retries, earlier.flip) == (64, "s3://v", 1, False)
+    assert config() == IngestConfig(inputs="l.csv", out="o", tokenizer="vqvae:t")  # every default is the model's
+
+
+def test_train_tokenizer_defaults_are_the_pipelines():
+    """Without flags, `vimpac train-tokenizer` trains the tokenizer the pipeline trains by default."""
+    args = parse_command_line(["train-tokenizer", "videos.csv", "--out", "tok"])
+    settings = settings_from_flags(args.config_flags.values(args))
+    pipeline = PipelineConfig.model_fields["train_tokenizer"].get_default(call_default_factory=True)
+    assert settings == pipeline and settings.train_config() == pipeline.train_config() == TrainConfig()
+    assert settings.train_config().model.channels == VQVAEConfig().channels
+    args = parse_command_line(["train-tokenizer", "videos.csv", "--out", "tok", "--channels", "16", "32", "32",
+                               "--codebook-size", "64", "--frame-size", "32", "--hflip", "false"])
+    changed = settings_from_flags(args.config_flags.values(args))
+    assert (changed.frame_size, changed.train_config().model.channels, changed.codebook_size) == (32, (16, 32, 32), 64)
+    assert changed.train_config().hflip is False
+    args = parse_command_line(["train-tokenizer", "videos.csv", "--out", "tok", "--channels", "16,32,32"])
+    assert settings_from_flags(args.config_flags.values(args)).train_config().model.channels == (16, 32, 32)

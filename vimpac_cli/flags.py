@@ -165,16 +165,20 @@ class ConfigFlags:
         for dest in self._spread & set(parsed):  # [['16', '32', '32']] (one flag, nargs +) -> ['16', '32', '32']
             parsed[dest] = [v for group in parsed[dest] for v in group]
         given = self.source(parsed_args=parsed)()
-        return _scalars(given)
+        out: dict[str, Any] = {}
+        for key, value in given.items():
+            field = self.model.model_fields.get(key)
+            if isinstance(value, list):
+                out[key] = [v for v in value if v != ""]
+            elif isinstance(value, dict) or (field is not None and _is_text(field.annotation)):
+                out[key] = value  # a nested model's fields or a mapping (its model coerces), a text as given
+            else:
+                out[key] = scalar(value)
+        return out
 
 
-def _scalars(values: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out[key] = _scalars(value)
-        elif isinstance(value, list):
-            out[key] = [v for v in value if v != ""]
-        else:
-            out[key] = scalar(value)
-    return out
+def _is_text(annotation: Any) -> bool:
+    """str, str | None or a Literal of strings: the flag's text is the value (``--cpu 8`` is '8')."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    members = [m for m in members if m is not type(None)]
+    return bool(members) and all(m is str or _choices(m) for m in members)

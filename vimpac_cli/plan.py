@@ -12,6 +12,7 @@ bottleneck stage.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,10 @@ from pathlib import Path
 import yaml
 
 from vimpac_cli.common import find_preset
+from vimpac_core.config import IngestConfig
 from vimpac_core.errors import ConfigError
+from vimpac_core.plan import Cluster
+from vimpac_core.train.finetune_config import FinetuneConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,24 +31,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="estimate wall time, GPU hours and storage of a run",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("preset", help="pre-training preset: a YAML path or a packaged preset name (large, small, tiny)")
+    ingest = IngestConfig.model_fields  # defaults come from the models, never typed twice
     what = p.add_argument_group("videos")
     what.add_argument("--videos", type=int, help="number of videos")
     what.add_argument("--mean-duration", type=float, help="mean duration of a video, seconds")
     what.add_argument("--list", help="a video list of local files (probed for their durations)")
-    what.add_argument("--fps", type=float, default=2.0, help="frames per second extracted (default: 2)")
-    what.add_argument("--views", default="pretrain", help="ingest view set or view names (default: pretrain)")
+    what.add_argument("--fps", type=float, default=ingest["fps"].default,
+                      help=f"frames per second extracted (default: ingest's, {ingest['fps'].default})")
+    what.add_argument("--views", default=ingest["views"].default,
+                      help=f"ingest view set or view names (default: ingest's, {ingest['views'].default})")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, help="epochs of every stage (default: the preset's)")
     train.add_argument("--stage2-epochs", type=int, help="epochs of stage 2 only")
     train.add_argument("--finetune-videos", type=int, help="add a fine-tuning stage on this many videos")
-    train.add_argument("--finetune-epochs", type=int, default=50, help="fine-tuning epochs (default: 50)")
+    epochs = FinetuneConfig.model_fields["epochs"].default
+    train.add_argument("--finetune-epochs", type=int, default=epochs, help=f"fine-tuning epochs (default: {epochs})")
     train.add_argument("--finetune-frame-size", type=int, help="default: the last stage's frame size")
     train.add_argument("--finetune-clip-len", type=int, help="default: the last stage's clip_len")
     train.add_argument("--finetune-classes", type=int, default=400, help="classes of the fine-tuning task")
     where = p.add_argument_group("cluster")
-    where.add_argument("--nodes", type=int, default=1)
-    where.add_argument("--gpus-per-node", type=int, default=1)
-    where.add_argument("--decode-workers-per-node", type=int, default=8, help="CPU cores decoding per node")
+    cluster = {f.name: f.default for f in dataclasses.fields(Cluster)}
+    where.add_argument("--nodes", type=int, default=cluster["nodes"], help=f"(default: {cluster['nodes']})")
+    where.add_argument("--gpus-per-node", type=int, default=cluster["gpus_per_node"],
+                       help=f"(default: {cluster['gpus_per_node']})")
+    where.add_argument("--decode-workers-per-node", type=int, default=cluster["decode_workers_per_node"],
+                       help=f"CPU cores decoding per node (default: {cluster['decode_workers_per_node']})")
     rates = p.add_argument_group("rates")
     rates.add_argument("--rates", help="YAML/JSON file of rates (per GPU, per decoder worker), or a packaged one (v100-derived)")
     rates.add_argument("--calibrate", action="store_true", help="measure the rates on this machine")

@@ -13,8 +13,10 @@ from vimpac_cli.ingest import config_from_args
 from vimpac_cli.tokenizer import settings_from_flags
 from vimpac_cli.train import parse_flags
 from vimpac_core.config import DownloadConfig, IngestConfig
+from vimpac_core.k8s import K8sJobConfig
 from vimpac_core.model import VimpacConfig
 from vimpac_core.pipeline_config import PipelineConfig, TokenizerTrainSettings
+from vimpac_core.plan import Cluster
 from vimpac_core.tokenizers.train import TrainConfig
 from vimpac_core.tokenizers.vqvae import VQVAEConfig
 from vimpac_core.train.config import PretrainConfig
@@ -28,6 +30,7 @@ CONFIG_COMMANDS: dict[str, tuple[str, list[tuple[type[BaseModel], str, set[str]]
     "ingest": ("IngestConfig fields", [(IngestConfig, "", {"inputs", "download"}), (DownloadConfig, "download.", set())]),
     "train-tokenizer": ("TokenizerTrainSettings, TrainConfig and VQVAEConfig fields", [
         (TokenizerTrainSettings, "", {"train"}), (TrainConfig, "", {"model"}), (VQVAEConfig, "", set())]),
+    "k8s-manifest": ("K8sJobConfig fields", [(K8sJobConfig, "", set())]),
 }
 
 
@@ -125,3 +128,16 @@ def test_train_tokenizer_defaults_are_the_pipelines():
     assert changed.train_config().hflip is False
     args = parse_command_line(["train-tokenizer", "videos.csv", "--out", "tok", "--channels", "16,32,32"])
     assert settings_from_flags(args.config_flags.values(args)).train_config().model.channels == (16, 32, 32)
+
+
+def test_k8s_manifest_texts_stay_texts_and_plan_defaults_are_the_models():
+    args = parse_command_line(["k8s-manifest", "large", "--name", "x", "--image", "i", "--pvc", "claim", "--cpu", "8",
+                               "--env", "A=1,B=2", "--service-account", "null"])
+    job = K8sJobConfig(**args.config_flags.values(args))
+    assert (job.cpu, job.env, job.service_account, job.checkpoint_pvc) == ("8", {"A": "1", "B": "2"}, None, "claim")
+    plan = parse_command_line(["plan", "tiny"])
+    ingest, cluster = IngestConfig.model_fields, Cluster()
+    assert (plan.fps, plan.views, plan.finetune_epochs) == (ingest["fps"].default, ingest["views"].default,
+                                                            FinetuneConfig.model_fields["epochs"].default)
+    assert (plan.nodes, plan.gpus_per_node, plan.decode_workers_per_node) == (
+        cluster.nodes, cluster.gpus_per_node, cluster.decode_workers_per_node)

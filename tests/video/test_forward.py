@@ -54,8 +54,9 @@ def test_forward_pass_gives_the_seeking_paths_pixels(clips, tmp_path, clip, fps,
         assert np.array_equal(forward[view.name], seek[view.name]), view.name
 
 
-def test_forward_pass_opens_no_decord_and_matches_a_full_decode(clips, tmp_path, decord_opens):
-    idx, _ = probe(clips["cfr30"]).select(7.5)
+def test_after_the_probe_the_forward_pass_opens_no_decord(clips, tmp_path, decord_opens):
+    idx, _ = probe_local(str(clips["cfr30"]), open_reader=decode_module.open_reader_for_probe).select(7.5)
+    decord_opens.clear()  # the probe's own, which counted the frames
     got = collect(decode_module.decode_windows(str(clips["cfr30"]), idx, VIEWS, 6, str(tmp_path), method="forward"))
     assert decord_opens == []
     for view in VIEWS:
@@ -130,6 +131,20 @@ def test_a_frame_the_forward_pass_does_not_produce_comes_from_decord(clips, tmp_
     frames = np.concatenate([w[32] for w in got])
     expected = decord.VideoReader(path, width=42, height=32).get_batch(idx.tolist()).asnumpy()
     assert np.array_equal(frames, expected)
+
+
+def test_frames_decord_numbers_otherwise_take_the_seeking_path(clips, tmp_path, decord_opens):
+    path = str(clips["cfr24"])
+    info = probe_local(path, open_reader=decode_module.open_reader_for_probe)
+    decode_module._remember(decode_module._DECORD_COUNTS, path, info.num_frames + 1)  # as if decord saw more
+    decord_opens.clear()
+    idx, _ = info.select(8)
+    got = collect(decode_module.decode_windows(path, idx, VIEWS, 4, str(tmp_path)))
+    assert decord_opens  # the seeking path's readers: after a probe the forward pass opens none
+    for view in VIEWS:
+        assert np.array_equal(got[view.name], reference(path, idx, view)), view.name
+    with pytest.raises(ValueError, match="as many as decord counts"):
+        list(decode_module.decode_windows(path, idx, VIEWS, 4, str(tmp_path), method="forward"))
 
 
 def test_the_cheaper_path_is_chosen():

@@ -65,6 +65,7 @@ def _check_request(frame_indices: np.ndarray, views: list[ViewSpec], window: int
 
 
 _ORIENTATIONS: OrderedDict[tuple, tuple[int, int, int]] = OrderedDict()  # this process's latest files
+_DECORD_COUNTS: OrderedDict[tuple, int] = OrderedDict()  # file key -> decord's frame count (probe)
 _REMEMBERED = 16
 _last_sides: tuple[int, ...] = ()  # short sides of this process's last decode
 _probe_reader: dict[tuple, object] = {}  # at most one: (file key, height, width) -> decord reader
@@ -80,11 +81,15 @@ def _file_key(path: str) -> tuple:
 def remember_orientation(path: str, rotation: int, coded_height: int, coded_width: int) -> None:
     """Record what ``probe`` found, so that decoding the same unchanged file in this process
     skips a second PyAV open and first-frame decode."""
+    _remember(_ORIENTATIONS, path, (rotation, coded_height, coded_width))
+
+
+def _remember(store: OrderedDict, path: str, value) -> None:
     key = _file_key(path)
-    _ORIENTATIONS[key] = (rotation, coded_height, coded_width)
-    _ORIENTATIONS.move_to_end(key)
-    while len(_ORIENTATIONS) > _REMEMBERED:
-        _ORIENTATIONS.popitem(last=False)
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > _REMEMBERED:
+        store.popitem(last=False)
 
 
 def open_reader_for_probe(path: str, rotation: int, coded_h: int, coded_w: int):
@@ -94,9 +99,12 @@ def open_reader_for_probe(path: str, rotation: int, coded_h: int, coded_w: int):
     _probe_reader.clear()
     remember_orientation(path, rotation, coded_h, coded_w)
     if not _last_sides or rotation:
-        return _open_reader(path, coded_h, coded_w)
+        reader = _open_reader(path, coded_h, coded_w)
+        _remember(_DECORD_COUNTS, path, len(reader))
+        return reader
     height, width = resized_size(coded_h, coded_w, _last_sides[0])
     reader = _open_reader(path, height, width)
+    _remember(_DECORD_COUNTS, path, len(reader))
     _probe_reader[(_file_key(path), height, width)] = reader
     return reader
 
@@ -225,6 +233,7 @@ def decode_windows(
     _last_sides = tuple(sorted({v.short_side for v in views}))
     rotation, coded_h, coded_w = _orientation(path)
     turns = rotation // 90
+    source = path
     if turns:
         path = _unrotated_copy(path, scratch_dir)
     shown_h, shown_w = (coded_w, coded_h) if turns % 2 else (coded_h, coded_w)
@@ -235,7 +244,7 @@ def decode_windows(
     chunks = [frame_indices[start : start + window] for start in range(0, frame_indices.size, window)]
     windows = None
     if method != "seek":
-        windows = _forward_plan(path, frame_indices, chunks, sizes, method == "forward")
+        windows = _forward_plan(source, path, frame_indices, chunks, sizes, method == "forward")
     _drop_probe_container()  # the forward pass has taken it, or it is not needed
     if windows is None:
         windows = _seek_windows(path, frame_indices, chunks, sizes)
@@ -243,15 +252,21 @@ def decode_windows(
         yield _cut_views(frames, chunk, views, turns)
 
 
-def _forward_plan(path: str, frame_indices: np.ndarray, chunks, sizes, forced: bool):
-    """The forward pass's windows where it applies and (unless ``forced``) decodes less, else None."""
+def _forward_plan(source: str, path: str, frame_indices: np.ndarray, chunks, sizes, forced: bool):
+    """The forward pass's windows (over ``path``: ``source`` or its unrotated copy) where it
+    applies and (unless ``forced``) decodes less, else None."""
     if not frame_indices.size or np.any(np.diff(frame_indices) < 0):
         packets = container = None
     else:
         container = _forward_container(path)
         packets = index_packets(container)
+    if packets is not None and len(packets.pts) != _decord_count(source, path, sizes):
+        packets = None  # decord numbers other frames: its path keeps the probe's numbering
     if forced and packets is None:
-        raise ValueError(f"{path}: method 'forward' needs nondecreasing indices and packets with distinct pts")
+        raise ValueError(
+            f"{path}: method 'forward' needs nondecreasing indices and packets with distinct pts, "
+            "as many as decord counts"
+        )
     if packets is None or not (forced or forward_is_cheaper(packets, np.unique(frame_indices))):
         if container is not None:
             container.close()
@@ -259,6 +274,12 @@ def _forward_plan(path: str, frame_indices: np.ndarray, chunks, sizes, forced: b
     _probe_reader.clear()  # not needed: free it now
     _check_range(path, frame_indices, len(packets.pts))
     return _forward_windows(container, path, packets, chunks, sizes)
+
+
+def _decord_count(source: str, path: str, sizes: dict) -> int:
+    """decord's frame count: remembered from this process's probe of ``source``, else opened."""
+    known = _DECORD_COUNTS.get(_file_key(source))
+    return known if known is not None else len(_open_reader(path, *next(iter(sizes.values()))))
 
 
 def _check_range(path: str, frame_indices: np.ndarray, num_frames: int) -> None:

@@ -12,12 +12,14 @@ both test scores and the pre-training gain; pictures go to OUT/reports.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
 from pathlib import Path
 
 from vimpac_core import interrupts
+from vimpac_core.demo import make_demo_dataset
 from vimpac_core.errors import ConfigError
 from vimpac_core.storage import check_output_dir
 
@@ -32,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline YAML (default: configs/demo.yaml)")
-    p.add_argument("--pool", type=int, default=192, help="unlabelled pre-training clips (default: 192)")
-    p.add_argument("--train", type=int, default=32, help="labelled training clips of the task (default: 32)")
-    p.add_argument("--test", type=int, default=64, help="labelled test clips of the task (default: 64)")
+    sizes = {k: v.default for k, v in inspect.signature(make_demo_dataset).parameters.items()}  # never typed twice
+    p.add_argument("--pool", type=int, default=sizes["pool"], help=f"unlabelled pre-training clips (default: {sizes['pool']})")
+    p.add_argument("--train", type=int, default=sizes["train"],
+                   help=f"labelled training clips of the task (default: {sizes['train']})")
+    p.add_argument("--test", type=int, default=sizes["test"], help=f"labelled test clips of the task (default: {sizes['test']})")
     p.add_argument("--json", action="store_true", help="also print the full summary as JSON")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an --out that holds other files too (they are kept)")
@@ -44,7 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from vimpac_core.demo import make_demo_dataset
     from vimpac_core.pipeline_config import load_pipeline_config
 
     out = Path(args.out).resolve()
@@ -53,9 +56,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         pool, task = make_demo_dataset(out / "data", pool=args.pool, train=args.train, test=args.test)
         config = load_pipeline_config(args.config, videos=str(pool), out=str(out), task_videos=str(task))
-    except (ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # a bad --pool/--train/--test: one line, exit 2, like every bad input
+        raise ConfigError(str(err)) from None
     print(f"demo data: {args.pool} unlabelled clips ({pool}), {args.train} + {args.test} labelled ({task})")
     from vimpac_flows.pipeline import run_pipeline, summary_markdown
     from vimpac_flows.server import prefect_api
@@ -66,7 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except Exception as err:  # the flow's log above has the traceback; end with one clear line
         if interrupts.stop_requested():
             raise  # the user stopped it: the command's stop line says what was kept
-        print(f"error: the demo pipeline failed ({type(err).__name__}: {err}); outputs so far are in {out}",
+        print(f"vimpac demo: error: the demo pipeline failed ({type(err).__name__}: {err}); outputs so far are in {out}",
               file=sys.stderr)
         return 1
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s; outputs in {out}")

@@ -168,8 +168,8 @@ class ConfigFlags:
         out: dict[str, Any] = {}
         for key, value in given.items():
             field = self.model.model_fields.get(key)
-            if isinstance(value, list):
-                out[key] = [v for v in value if v != ""]
+            if isinstance(value, list):  # --views null: None, not [None]
+                out[key] = None if value == [None] else [v for v in value if v != ""]
             elif isinstance(value, dict) or (field is not None and _is_text(field.annotation)):
                 out[key] = value  # a nested model's fields or a mapping (its model coerces), a text as given
             else:

@@ -141,3 +141,15 @@ def test_k8s_manifest_texts_stay_texts_and_plan_defaults_are_the_models():
                                                             FinetuneConfig.model_fields["epochs"].default)
     assert (plan.nodes, plan.gpus_per_node, plan.decode_workers_per_node) == (
         cluster.nodes, cluster.gpus_per_node, cluster.decode_workers_per_node)
+
+
+def test_null_clears_a_list_field():
+    flags = parse_flags(["--train-views", "null", "--test-views", "a,b", "--batch-size", "null"], "finetune")
+    assert flags == {"train_views": None, "test_views": ["a", "b"], "batch_size": None}
+
+
+def test_demo_rejects_bad_sizes_in_the_one_line_format(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--pool", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vimpac demo: error: pool=0") and err.count("\n") == 1
+    assert not (tmp_path / "demo" / "data").exists()

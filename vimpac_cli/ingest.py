@@ -25,7 +25,7 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
                                    "(download.* DownloadConfig's), generated from the models; the original extraction "
                                    "script's names are aliases.")
     p.add_argument("inputs", metavar="LIST", help=IngestConfig.model_fields["inputs"].description)
-    p._optionals.title = "IngestConfig fields"
+    p._optionals.title = "IngestConfig fields"  # a parser, not a group: download.* become a group of their own
     flags = ConfigFlags(p, flat_model("IngestFlags", IngestConfig, exclude=("inputs",)), aliases=ALIASES,
                         enforce_required=True)
     p.add_argument("--no-flip", dest="flip", action="store_const", const="false", help="= --flip false")

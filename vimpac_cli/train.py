@@ -61,11 +61,11 @@ class TrainingFlags:
 
     def __init__(self, parser: argparse.ArgumentParser, config_cls: type[BaseModel], *, stages: bool,
                  exclude: tuple[str, ...] = (), required_note: str = "(required: here or in the config)") -> None:
-        parser._optionals.title = f"{config_cls.__name__} fields" + (" (they override the config)" if stages or
-                                                                       "model" in config_cls.model_fields else "")
         models = (config_cls, VimpacConfig) if "model" in config_cls.model_fields else (config_cls,)
+        title = " and ".join(m.__name__ for m in models) + " fields" + (" (they override the config)" if len(models) > 1 else "")
         model = flat_model(f"{config_cls.__name__}Flags", *models, exclude=("model", *exclude))
-        self.sets = {"": ConfigFlags(parser, model, aliases=RENAMES, required_note=required_note)}
+        self.sets = {"": ConfigFlags(parser.add_argument_group(title), model, aliases=RENAMES,
+                                     required_note=required_note, prog=parser.prog)}
         self.transforms = TRANSFORMS if len(models) > 1 else {}  # --model, --fp16: of the model's fields
         self._add_transforms(parser.add_argument_group("original VIMPAC flags (aliases)"), "")
         if stages:

@@ -24,8 +24,8 @@ from vimpac_core.train.finetune_config import EvaluateConfig, FinetuneConfig
 
 # command -> its --help's heading of the config flags, and (model, flag prefix, fields that are no flags of it)
 CONFIG_COMMANDS: dict[str, tuple[str, list[tuple[type[BaseModel], str, set[str]]]]] = {
-    "pretrain": ("PretrainConfig fields", [(PretrainConfig, "", {"model"}), (VimpacConfig, "", set())]),
-    "finetune": ("FinetuneConfig fields", [(FinetuneConfig, "", {"model"}), (VimpacConfig, "", set())]),
+    "pretrain": ("PretrainConfig and VimpacConfig fields", [(PretrainConfig, "", {"model"}), (VimpacConfig, "", set())]),
+    "finetune": ("FinetuneConfig and VimpacConfig fields", [(FinetuneConfig, "", {"model"}), (VimpacConfig, "", set())]),
     "evaluate": ("EvaluateConfig fields", [(EvaluateConfig, "", {"checkpoint"})]),  # CHECKPOINT: a positional
     "ingest": ("IngestConfig fields", [(IngestConfig, "", {"inputs", "download"}), (DownloadConfig, "download.", set())]),
     "train-tokenizer": ("TokenizerTrainSettings, TrainConfig and VQVAEConfig fields", [

@@ -126,7 +126,7 @@ class ConfigFlags:
     def __init__(self, parser: argparse.ArgumentParser, model: type[BaseModel], *, prefix: str = "",
                  aliases: Mapping[str, str | list[str]] | None = None, hidden: bool = False,
                  required_note: str | None = None, enforce_required: bool = False, prog: str | None = None) -> None:
-        self.model, self.prefix = model, prefix
+        self.model = model
         shortcuts = {name: [alias] if isinstance(alias, str) else list(alias) for name, alias in (aliases or {}).items()}
         if prefix:  # --stage2.eps: also --stage2-eps, --stage2.epsilon, --stage2-epsilon
             shortcuts = {f"{prefix}.{kebab}": [f"{prefix}{sep}{name}" for name in [kebab, *shortcuts.get(kebab, [])]
@@ -153,11 +153,6 @@ class ConfigFlags:
                 action.help = argparse.SUPPRESS
             elif required_note and isinstance(action.help, str):
                 action.help = action.help.replace("(required)", required_note)
-
-    @property
-    def flag_names(self) -> list[str]:
-        """The preferred flag of every field (``--hid-dim``), in the model's order."""
-        return [a.option_strings[0] for a in self.actions if a.option_strings]
 
     def values(self, namespace: argparse.Namespace) -> dict[str, Any]:
         """{field: value} of the flags the user gave (nested fields as nested dicts)."""

@@ -79,10 +79,6 @@ class TrainingFlags:
             group.add_argument(*flags, dest=f"{prefix}{name}!", metavar=metavar, **bare,
                                help=argparse.SUPPRESS if prefix else text)
 
-    @property
-    def flag_names(self) -> list[str]:
-        return self.sets[""].flag_names
-
     def values(self, namespace: argparse.Namespace) -> dict[str, Any]:
         """{field: value, 'stage2.field': value} of the flags given (original names mapped to fields)."""
         out: dict[str, Any] = {}

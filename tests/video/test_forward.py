@@ -1,17 +1,21 @@
-"""The forward pass (forward.py) against decord's seeking path: the same frames and pixels, on
-generated and real clips, awkward widths and rotations; when each is chosen; decord for a frame
-the forward pass does not produce. Runs the worker's code in this process."""
+"""The forward pass (forward.py) against decord's seeking path and its full decode: the same
+frames and pixels on generated and real clips, awkward widths, rotations and other codecs (HEVC
+with temporal layers, VP9, MPEG-4 with B-frames); when each path is chosen; decord for a frame the
+forward pass does not produce. Runs the worker's code in this process."""
 
 from __future__ import annotations
+
+import subprocess
 
 import av
 import decord
 import numpy as np
 import pytest
 
+from tests.video.conftest import ffmpeg_exe
 from tests.video.test_awkward_sizes import odd_sized_copy
 from tests.video.test_decode import collect, reference
-from vimpac_core.video import ViewSpec, probe, view_set
+from vimpac_core.video import ViewSpec, probe, view_set, write_synthetic_video
 from vimpac_core.video import decode as decode_module
 from vimpac_core.video.forward import PacketIndex, decord_width, forward_is_cheaper, index_packets
 from vimpac_core.video.probe import probe_local
@@ -158,3 +162,26 @@ def test_the_cheaper_path_is_chosen():
 def test_truncated_files_are_left_to_the_seeking_path(bad_files):
     with av.open(str(bad_files["truncated_data"])) as container:
         assert index_packets(container) is None  # decord refuses it there
+
+
+CODECS = {
+    "hevc": ["-c:v", "libx265", "-x265-params", "log-level=error:bframes=4:temporal-layers=3"],
+    "vp9": ["-c:v", "libvpx-vp9", "-b:v", "300k"],
+    "mpeg4": ["-c:v", "mpeg4", "-bf", "2", "-q:v", "3"],  # B-frames: nothing references them
+}
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_forward_pass_on_other_codecs(tmp_path, decord_opens, codec):
+    source = write_synthetic_video(tmp_path / "src.mp4", num_frames=36, fps=30, width=128, height=96, crf=10)
+    path = tmp_path / f"{codec}.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(source), *CODECS[codec],
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    info = probe_local(str(path), open_reader=decode_module.open_reader_for_probe)
+    assert info.codec == codec
+    decord_opens.clear()
+    idx, _ = info.select(7)
+    got = collect(decode_module.decode_windows(str(path), idx, VIEWS, 4, str(tmp_path)))
+    assert decord_opens == []  # every chosen frame came from the forward pass
+    for view in VIEWS:  # decord's full sequential decode (its seeking path is off for mpeg4 B-frames)
+        assert np.array_equal(got[view.name], reference(path, idx, view)), view.name

@@ -13,9 +13,7 @@ time is the steadier figure on a loaded machine; wall time is the criterion.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import resource
 import statistics
 import subprocess
@@ -158,11 +156,6 @@ def main(smoke: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="one short clip, a 20 s long one, one repeat")
-    args = parser.parse_args()
-    from bench.run_all import save_figures
+    from bench.run_all import run_script
 
-    figures = main(smoke=args.smoke)
-    save_figures("decode", figures, args.smoke)
-    print(json.dumps(figures, indent=2))
+    run_script("decode", main, __doc__, "one short clip, a 20 s long one, one repeat")

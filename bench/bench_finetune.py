@@ -15,8 +15,6 @@ Full mode: the small model (6 x 512) at frame 128 (16x16 tokens, clip of 5); smo
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -121,10 +119,6 @@ def main(smoke: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true")
-    figures = main(parser.parse_args().smoke)
-    out = REPO / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "finetune.json").write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures, indent=2))
+    from bench.run_all import run_script
+
+    run_script("finetune", main, __doc__, "tiny inputs, one repeat")

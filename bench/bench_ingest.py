@@ -17,8 +17,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -166,11 +164,6 @@ def main(smoke: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny inputs, one repeat")
-    args = parser.parse_args()
-    from bench.run_all import save_figures
+    from bench.run_all import run_script
 
-    figures = main(smoke=args.smoke)
-    save_figures("ingest", figures, args.smoke)
-    print(json.dumps(figures, indent=2))
+    run_script("ingest", main, __doc__, "tiny inputs, one repeat")

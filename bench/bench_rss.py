@@ -10,7 +10,6 @@ Memory bounded by the window means the ratio stays near 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -92,13 +91,6 @@ def main(smoke: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--smoke", action="store_true", help="tiny frames (10 minutes at 64x48)")
-    args = parser.parse_args()
-    from bench.run_all import save_figures
+    from bench.run_all import run_script
 
-    figures = main(smoke=args.smoke)
-    save_figures("rss", figures, args.smoke)
-    print(json.dumps(figures, indent=2))
+    run_script("rss", main, __doc__, "tiny frames (10 minutes at 64x48)")

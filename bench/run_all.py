@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -28,6 +29,17 @@ def save_figures(name: str, figures: dict, smoke: bool) -> Path:
     path = OUT_DIR / f"{name}{'.smoke' if smoke else ''}.json"
     path.write_text(json.dumps(figures, indent=2, default=str))
     return path
+
+
+def run_script(name: str, main: Callable[..., dict], doc: str | None, smoke_help: str) -> None:
+    """One benchmark run as a script (``python bench/bench_<name>.py [--smoke]``): its figures are
+    saved where ``run_all`` saves them, then printed."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    smoke = parser.parse_args().smoke
+    figures = main(smoke=smoke)
+    save_figures(name, figures, smoke)
+    print(json.dumps(figures, indent=2, default=str))
 
 
 def run(names: list[str], smoke: bool) -> dict[str, dict]:

@@ -147,7 +147,7 @@ def _decode_video(entry: VideoEntry, config: IngestConfig, views, res: _VideoRes
                   sources: SharedStaging) -> Iterator[dict[str, np.ndarray]]:
     """Stage, probe, select (inside the entry's segment, if any) and decode one video; yields
     windows {view: uint8 [n, S, S, 3]}. Segments of one file share its staged copy."""
-    from vimpac_core.video import decode_views, probe
+    from vimpac_core.video import read_fps_frames
 
     staged, fetched = sources.acquire(entry.uri, entry.source_id)
     res.timings["download_s"] = staged.download_s if fetched else 0.0
@@ -155,16 +155,14 @@ def _decode_video(entry: VideoEntry, config: IngestConfig, views, res: _VideoRes
     t = time.perf_counter()
     try:
         try:
-            info = probe(staged.path, timeout_s=config.probe_timeout_s)
-            indices, timestamps = info.select(config.fps, entry.window)
+            frames = read_fps_frames(staged.path, config.fps, views, segment=entry.window, name=entry.uri,
+                                     probe_timeout_s=config.probe_timeout_s, window=config.decode_window,
+                                     decode_timeout_s=config.decode_timeout_s)
         finally:
             res.timings["probe_s"] = time.perf_counter() - t
-        if len(indices) == 0:
-            raise VideoError(f"{entry.uri}: {info.duration_s:.3f} s gives no frame at {config.fps} fps; it is too short")
-        res.timestamps = np.asarray(timestamps, dtype=np.float32)
+        res.timestamps = frames.timestamps
         t = time.perf_counter()
-        for window in decode_views(staged.path, indices, views, window=config.decode_window,
-                                   timeout_s=config.decode_timeout_s):
+        for window in frames.windows:
             res.timings["decode_s"] += time.perf_counter() - t
             yield window
             t = time.perf_counter()

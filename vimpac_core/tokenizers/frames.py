@@ -1,4 +1,4 @@
-"""Frames to train a tokenizer on, read through the same path as ingest.
+"""Frames to train a tokenizer on, read through ingest's own stage (``video.read_fps_frames``):
 
 stage (download if remote) -> probe -> FPS selection -> windowed decode of the pre-training view
 (resize short side to S, center crop S x S). A video that cannot be read is skipped and reported;
@@ -19,28 +19,25 @@ from vimpac_core.inputs import VideoEntry
 log = logging.getLogger(__name__)
 
 
-def spread(indices: np.ndarray, k: int) -> np.ndarray:
-    """At most ``k`` of ``indices``, evenly spread from first to last (all of them if fewer)."""
-    if len(indices) <= k:
-        return indices
-    return indices[np.linspace(0, len(indices) - 1, k).round().astype(int)]
-
-
 def video_frames(entry: VideoEntry, frame_size: int, fps: float, frames_per_video: int,
                  download: DownloadConfig | None = None) -> np.ndarray:
-    """uint8 [n, S, S, 3] (n <= frames_per_video) frames of one video (or of its segment), spread over
-    its duration."""
+    """uint8 [n, S, S, 3] (1 <= n <= frames_per_video) frames of one video (or of its segment), spread
+    over its duration, read by ingest's own frame-reading stage (``video.read_fps_frames``).
+
+    Raises:
+        VideoError: the video (segment) is too short for one frame at ``fps``; download and decode errors.
+    """
     from vimpac_core.download import stage_video
-    from vimpac_core.video import decode_views, probe, view_set
+    from vimpac_core.video import read_fps_frames, view_set
 
     staged = stage_video(entry.uri, entry.source_id, download or DownloadConfig())
     try:
-        indices, _ = probe(staged.path).select(fps, entry.window)
         views = view_set("pretrain", frame_size)
-        windows = [w[views[0].name] for w in decode_views(staged.path, spread(indices, frames_per_video), views)]
+        read = read_fps_frames(staged.path, fps, views, segment=entry.window, limit=frames_per_video, name=entry.uri)
+        windows = [w[views[0].name] for w in read.windows]
     finally:
         staged.cleanup()
-    return np.concatenate(windows) if windows else np.zeros((0, frame_size, frame_size, 3), np.uint8)
+    return np.concatenate(windows)
 
 
 def sample_frames(entries: Sequence[VideoEntry], frame_size: int, fps: float = 2.0, frames_per_video: int = 16,

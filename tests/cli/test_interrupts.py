@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -44,16 +45,37 @@ def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
     """The CLI in a session of its own, with no Prefect API configured: it starts a temporary server."""
     env = cli_env()
     env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "vimpac_cli", *args], start_new_session=True, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "vimpac_cli", *args], start_new_session=True, env=env,
                             stdout=open(tmp_path / "stdout", "w"), stderr=open(tmp_path / "stderr", "w"))
+    proc.stderr_file = tmp_path / "stderr"  # what _stop_when shows when the command ends too early
+    return proc
 
 
-def _wait_for_first_commit(proc: subprocess.Popen, out: Path, timeout_s: float = 240) -> None:
+def _committed(out: Path) -> bool:
+    return (out / "manifest").is_dir() and any((out / "manifest").glob("*.parquet"))
+
+
+def _stop_when(proc: subprocess.Popen, ready: Callable[[], bool], *signums: int, timeout_s: float = 240,
+               wait_s: float = 60) -> tuple[int, list[psutil.Process]]:
+    """Once ``ready()`` (the command still running), send ``signums`` one after the other to its
+    process group, as a terminal does; -> (its exit code, the processes it had started by then).
+    Whatever happens, the command does not outlive the test."""
     deadline = time.monotonic() + timeout_s
-    while not (out / "manifest").is_dir() or not list((out / "manifest").glob("*.parquet")):
-        assert proc.poll() is None, f"ingest ended early: {proc.returncode}"
-        assert time.monotonic() < deadline, "no shard committed in time"
-        time.sleep(0.05)
+    try:
+        while not ready():
+            assert proc.poll() is None, f"the command ended early ({proc.returncode}): {proc.stderr_file.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "not ready in time"
+            time.sleep(0.05)
+        helpers = _descendants(proc.pid)  # e.g. the temporary server, decoder workers, torchrun
+        for number, signum in enumerate(signums):
+            if number:
+                time.sleep(0.3)  # two signals at once would be delivered as one
+            os.killpg(proc.pid, signum)
+        return proc.wait(timeout=wait_s), helpers
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -78,16 +100,7 @@ def test_signal_mid_ingest_keeps_committed_shards_and_a_rerun_completes(sig, tmp
     lst, tokenizer = clip_folder
     out = tmp_path / "out"
     args = _ingest_args(lst, out, tokenizer)
-    proc = _start(args, tmp_path)
-    try:
-        _wait_for_first_commit(proc, out)
-        helpers = _descendants(proc.pid)  # the temporary server and the decoder workers
-        os.killpg(proc.pid, sig)  # what a terminal's Ctrl-C does: the whole foreground group
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    code, helpers = _stop_when(_start(args, tmp_path), lambda: _committed(out), sig)
     stderr = (tmp_path / "stderr").read_text()
     assert code == 128 + sig, stderr[-3000:]
     match = STOPPED.match(last_line(stderr))
@@ -115,18 +128,8 @@ def test_signal_mid_ingest_keeps_committed_shards_and_a_rerun_completes(sig, tmp
 def test_a_second_ctrl_c_stops_at_once(tmp_path, clip_folder):
     lst, tokenizer = clip_folder
     out = tmp_path / "out"
-    proc = _start(_ingest_args(lst, out, tokenizer), tmp_path)
-    try:
-        _wait_for_first_commit(proc, out)
-        helpers = _descendants(proc.pid)
-        os.killpg(proc.pid, signal.SIGINT)
-        time.sleep(0.3)  # two signals at once would be delivered as one
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    code, helpers = _stop_when(_start(_ingest_args(lst, out, tokenizer), tmp_path), lambda: _committed(out),
+                               signal.SIGINT, signal.SIGINT, wait_s=30)
     assert code == 130
     assert not _all_gone(helpers), "a helper process outlived the command"
     assert all(row["status"] == "ok" for rows in _manifests(out).values() for row in rows)
@@ -145,18 +148,7 @@ def test_ctrl_c_during_tokenizer_training_keeps_a_checkpoint_to_resume(tmp_path,
     args = ["train-tokenizer", str(lst), "--out", str(out), "--steps", "100000", "--frame-size", "32",
             "--codebook-size", "16", "--channels", "4", "8", "8", "--embed-dim", "4", "--num-res-blocks", "0",
             "--batch-size", "4", "--checkpoint-every", "20", "--log-every", "20"]
-    proc = _start(args, tmp_path)
-    try:
-        deadline = time.monotonic() + 240
-        while not (out / "checkpoint" / TRAINER_STATE).is_file():
-            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    code, _ = _stop_when(_start(args, tmp_path), lambda: (out / "checkpoint" / TRAINER_STATE).is_file(), signal.SIGINT)
     stderr = (tmp_path / "stderr").read_text()
     assert code == 130, stderr[-3000:]
     assert TOKENIZER_STOPPED.match(last_line(stderr)), last_line(stderr)
@@ -182,18 +174,8 @@ def test_sigterm_during_pretraining_stops_torchrun_and_keeps_checkpoints(tmp_pat
     proc = _start(["pretrain", "tiny", "--data", config.out, "--stage2.data", config.out, "--stage2.frame-size", "32",
                    "--vocab-size", "auto", "--output", str(out), "--epochs", "100000", "--schedule-epochs", "100000"],
                   tmp_path)
-    try:
-        deadline = time.monotonic() + 300
-        while latest_checkpoint(out / "stage1" / "checkpoints") is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.2)
-        helpers = _descendants(proc.pid)  # the server, torchrun and its rank
-        os.killpg(proc.pid, signal.SIGTERM)
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    code, helpers = _stop_when(proc, lambda: latest_checkpoint(out / "stage1" / "checkpoints") is not None,
+                               signal.SIGTERM, timeout_s=300)
     stderr = (tmp_path / "stderr").read_text()
     assert code == 143, stderr[-3000:]
     match = PRETRAIN_STOPPED.match(last_line(stderr))

@@ -155,7 +155,7 @@ def _decode_video(entry: VideoEntry, config: IngestConfig, views, res: _VideoRes
     t = time.perf_counter()
     try:
         try:
-            frames = read_fps_frames(staged.path, config.fps, views, segment=entry.window, name=entry.uri,
+            frames = read_fps_frames(staged.path, config.fps, views, segment=entry.window,
                                      probe_timeout_s=config.probe_timeout_s, window=config.decode_window,
                                      decode_timeout_s=config.decode_timeout_s)
         finally:

@@ -33,7 +33,7 @@ def video_frames(entry: VideoEntry, frame_size: int, fps: float, frames_per_vide
     staged = stage_video(entry.uri, entry.source_id, download or DownloadConfig())
     try:
         views = view_set("pretrain", frame_size)
-        read = read_fps_frames(staged.path, fps, views, segment=entry.window, limit=frames_per_video, name=entry.uri)
+        read = read_fps_frames(staged.path, fps, views, segment=entry.window, limit=frames_per_video)
         windows = [w[views[0].name] for w in read.windows]
     finally:
         staged.cleanup()

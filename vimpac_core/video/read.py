@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vimpac_core.errors import VideoError
 from vimpac_core.video.decode import decode_views
 from vimpac_core.video.geometry import ViewSpec
 from vimpac_core.video.probe import VideoInfo, probe
@@ -39,20 +38,18 @@ def spread_positions(count: int, limit: int | None) -> np.ndarray:
 
 def read_fps_frames(
     path: str | os.PathLike, fps: float, views: list[ViewSpec], *, segment: tuple[float, float] | None = None,
-    limit: int | None = None, name: str | None = None, probe_timeout_s: float | None = 60.0, window: int = 32,
+    limit: int | None = None, probe_timeout_s: float | None = 60.0, window: int = 32,
     decode_timeout_s: float | None = 300.0,
 ) -> FpsFrames:
     """Probe ``path``, choose its frames at ``fps`` (inside ``segment`` seconds; at most ``limit`` of
     them, evenly spread) and set up their decode as ``views`` in windows of ``window`` frames.
 
     Raises:
-        VideoError: the video (or segment) is too short to give one frame at ``fps`` (named ``name``,
-            default the path); the probe's and the decode's own errors as they come.
+        VideoError: the video is too short to give one frame at ``fps`` (SegmentError: the segment
+            is; both from ``VideoInfo.select``); the probe's and the decode's own errors as they come.
     """
     info = probe(path, timeout_s=probe_timeout_s)
     indices, timestamps = info.select(fps, segment)
-    if len(indices) == 0:
-        raise VideoError(f"{name or path}: {info.duration_s:.3f} s gives no frame at {fps} fps; it is too short")
     keep = spread_positions(len(indices), limit)
     indices, timestamps = indices[keep], np.asarray(timestamps, dtype=np.float32)[keep]
     windows = decode_views(path, indices, views, window=window, timeout_s=decode_timeout_s)
